@@ -1,0 +1,5 @@
+//! fapi-guard: a sidecar reverse proxy enforcing FAPI 2.0 resource-server security.
+
+pub mod clock;
+pub mod duration;
+pub mod reason;
