@@ -3,3 +3,5 @@
 pub mod clock;
 pub mod duration;
 pub mod reason;
+pub mod config;
+pub mod path;

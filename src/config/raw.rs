@@ -1,0 +1,334 @@
+//! Raw serde structs mirroring spec §4 one to one, and their compilation into `Config`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::Uri;
+use jsonwebtoken::Algorithm;
+use serde::Deserialize;
+
+use super::{
+    AdminSettings, Config, InvalidConfig, IssuerSettings, KeySource, Limits, ListenSettings,
+    UpstreamSettings, resolve,
+};
+use crate::duration::HumanDuration;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen: RawListen,
+    pub upstream: RawUpstream,
+    #[serde(default)]
+    pub admin: Option<RawAdmin>,
+    pub issuers: Vec<RawIssuer>,
+    pub policies: Vec<PathBuf>,
+    #[serde(default)]
+    pub token_cache: RawTokenCache,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListen {
+    #[serde(default = "default_listen")]
+    pub address: SocketAddr,
+    pub public_url: String,
+    #[serde(default)]
+    pub limits: RawLimits,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLimits {
+    pub max_header_bytes: usize,
+    pub max_body_bytes: usize,
+    pub header_read_timeout: HumanDuration,
+    pub request_timeout: HumanDuration,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        Self {
+            max_header_bytes: 16 * 1024,
+            max_body_bytes: 1024 * 1024,
+            header_read_timeout: HumanDuration(Duration::from_secs(5)),
+            request_timeout: HumanDuration(Duration::from_secs(30)),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub url: String,
+    #[serde(default = "one_second")]
+    pub connect_timeout: HumanDuration,
+    #[serde(default = "thirty_seconds")]
+    pub timeout: HumanDuration,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    #[serde(default = "default_admin")]
+    pub address: SocketAddr,
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIssuer {
+    pub issuer: String,
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    pub audiences: Vec<String>,
+    #[serde(default = "ten_minutes")]
+    pub max_token_lifetime: HumanDuration,
+    #[serde(default = "ten_seconds")]
+    pub clock_skew: HumanDuration,
+    #[serde(default = "five_minutes")]
+    pub jwks_refresh: HumanDuration,
+    #[serde(default = "ten_seconds")]
+    pub jwks_min_refetch: HumanDuration,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTokenCache {
+    /// Verified tokens kept (by SHA-256) until their `exp`.
+    pub capacity: u64,
+}
+
+impl Default for RawTokenCache {
+    fn default() -> Self {
+        Self { capacity: 100_000 }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8443))
+}
+fn default_admin() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9901))
+}
+fn default_algorithms() -> Vec<String> {
+    ["PS256", "ES256", "EdDSA"].map(String::from).to_vec()
+}
+fn one_second() -> HumanDuration {
+    HumanDuration(Duration::from_secs(1))
+}
+fn ten_seconds() -> HumanDuration {
+    HumanDuration(Duration::from_secs(10))
+}
+fn thirty_seconds() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+fn five_minutes() -> HumanDuration {
+    HumanDuration(Duration::from_secs(300))
+}
+fn ten_minutes() -> HumanDuration {
+    HumanDuration(Duration::from_secs(600))
+}
+
+impl RawConfig {
+    pub fn compile(self, file: &Path) -> Result<Config, InvalidConfig> {
+        let err = |field: &str, msg: String| InvalidConfig::new(file, field, msg);
+        let listen = self.listen.compile(file)?;
+        let upstream = compile_upstream(file, self.upstream)?;
+        let admin = match self.admin {
+            None => None,
+            Some(a) => Some(AdminSettings {
+                address: a.address,
+                token: match a.token_file {
+                    None => None,
+                    Some(p) => Some(read_secret(file, "admin.token_file", &p)?),
+                },
+            }),
+        };
+        if self.issuers.is_empty() {
+            return Err(err("issuers", "at least one issuer is required".into()));
+        }
+        let mut issuers = Vec::with_capacity(self.issuers.len());
+        for (i, raw) in self.issuers.into_iter().enumerate() {
+            let field = format!("issuers[{i}]");
+            if issuers
+                .iter()
+                .any(|x: &IssuerSettings| x.issuer == raw.issuer)
+            {
+                return Err(err(&field, format!("duplicate issuer {:?}", raw.issuer)));
+            }
+            issuers.push(compile_issuer(file, &field, raw)?);
+        }
+        if self.policies.is_empty() {
+            return Err(err("policies", "at least one policy file or directory".into()));
+        }
+        Ok(Config {
+            file: file.to_path_buf(),
+            listen,
+            upstream,
+            admin,
+            issuers,
+            policy_paths: self.policies.iter().map(|p| resolve(file, p)).collect(),
+            token_cache_capacity: self.token_cache.capacity.max(1),
+        })
+    }
+}
+
+impl RawListen {
+    fn compile(self, file: &Path) -> Result<ListenSettings, InvalidConfig> {
+        let (public_url, public_scheme) = canonical_origin(&self.public_url)
+            .map_err(|m| InvalidConfig::new(file, "listen.public_url", m))?;
+        let l = self.limits;
+        if l.max_header_bytes < 1024 {
+            return Err(InvalidConfig::new(
+                file,
+                "listen.limits.max_header_bytes",
+                "must be at least 1024",
+            ));
+        }
+        Ok(ListenSettings {
+            address: self.address,
+            public_url,
+            public_scheme,
+            limits: Limits {
+                max_header_bytes: l.max_header_bytes,
+                max_body_bytes: l.max_body_bytes,
+                header_read_timeout: l.header_read_timeout.0,
+                request_timeout: l.request_timeout.0,
+            },
+        })
+    }
+}
+
+/// `https://API.Bank.example:443/` → `https://api.bank.example` (RFC 3986 §6.2.2-6.2.3), so the
+/// DPoP `htu` comparison has one canonical origin to compare against.
+pub(crate) fn canonical_origin(s: &str) -> Result<(String, &'static str), String> {
+    let uri: Uri = s.parse().map_err(|e| format!("not a URL: {e}"))?;
+    let scheme = match uri.scheme_str().map(str::to_ascii_lowercase).as_deref() {
+        Some("https") => "https",
+        Some("http") => "http",
+        _ => return Err("must start with https:// or http://".into()),
+    };
+    let auth = uri.authority().ok_or("needs a host")?;
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err("must be an origin (scheme://host[:port]) without a path or query".into());
+    }
+    if auth.as_str().contains('@') {
+        return Err("must not contain user information".into());
+    }
+    let host = auth.host().to_ascii_lowercase();
+    let port = match (scheme, auth.port_u16()) {
+        ("https", Some(443)) | ("http", Some(80)) | (_, None) => String::new(),
+        (_, Some(p)) => format!(":{p}"),
+    };
+    Ok((format!("{scheme}://{host}{port}"), scheme))
+}
+
+fn compile_upstream(file: &Path, raw: RawUpstream) -> Result<UpstreamSettings, InvalidConfig> {
+    let err = |m: &str| InvalidConfig::new(file, "upstream.url", m.to_owned());
+    let uri: Uri = raw.url.parse().map_err(|_| err("not a URL"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(err(
+            "only http:// upstreams are supported (the API runs beside the sidecar in the pod)",
+        ));
+    }
+    let auth = uri.authority().ok_or_else(|| err("needs a host"))?;
+    if uri.query().is_some() {
+        return Err(err("must not have a query"));
+    }
+    Ok(UpstreamSettings {
+        origin: format!("http://{auth}"),
+        path_prefix: uri.path().trim_end_matches('/').to_owned(),
+        connect_timeout: raw.connect_timeout.0,
+        timeout: raw.timeout.0,
+    })
+}
+
+fn compile_issuer(
+    file: &Path,
+    field: &str,
+    raw: RawIssuer,
+) -> Result<IssuerSettings, InvalidConfig> {
+    let err = |sub: &str, m: String| InvalidConfig::new(file, format!("{field}.{sub}"), m);
+    if raw.issuer.is_empty() {
+        return Err(err("issuer", "must not be empty".into()));
+    }
+    let keys = match (raw.jwks_uri, raw.jwks_file) {
+        (Some(u), None) => {
+            let uri: Uri = u.parse().map_err(|e| err("jwks_uri", format!("{e}")))?;
+            if !matches!(uri.scheme_str(), Some("https" | "http")) {
+                return Err(err("jwks_uri", "must be an http(s) URL".into()));
+            }
+            KeySource::Uri(uri)
+        }
+        (None, Some(p)) => KeySource::File(resolve(file, &p)),
+        _ => {
+            return Err(err(
+                "jwks_uri",
+                "exactly one of jwks_uri or jwks_file is required".into(),
+            ));
+        }
+    };
+    let mut algorithms = Vec::new();
+    for a in &raw.algorithms {
+        algorithms.push(parse_signing_alg(a).map_err(|m| err("algorithms", m))?);
+    }
+    if algorithms.is_empty() {
+        return Err(err("algorithms", "must list at least one algorithm".into()));
+    }
+    if raw.audiences.is_empty() {
+        return Err(err("audiences", "must list at least one audience".into()));
+    }
+    Ok(IssuerSettings {
+        issuer: raw.issuer,
+        keys,
+        algorithms,
+        audiences: raw.audiences,
+        max_token_lifetime: raw.max_token_lifetime.0,
+        clock_skew: raw.clock_skew.0,
+        jwks_refresh: raw.jwks_refresh.0.max(Duration::from_secs(1)),
+        jwks_min_refetch: raw.jwks_min_refetch.0,
+    })
+}
+
+/// Asymmetric JWS algorithms only: `none` and the HMAC family are never accepted for access
+/// tokens (RFC 9068 §4; a shared secret would let any holder mint tokens).
+pub(crate) fn parse_signing_alg(a: &str) -> Result<Algorithm, String> {
+    use Algorithm::*;
+    match a {
+        "PS256" => Ok(PS256),
+        "PS384" => Ok(PS384),
+        "PS512" => Ok(PS512),
+        "ES256" => Ok(ES256),
+        "ES384" => Ok(ES384),
+        "EdDSA" => Ok(EdDSA),
+        "RS256" => Ok(RS256),
+        "RS384" => Ok(RS384),
+        "RS512" => Ok(RS512),
+        "none" | "HS256" | "HS384" | "HS512" => Err(format!(
+            "{a:?} is never accepted (only asymmetric algorithms)"
+        )),
+        _ => Err(format!("unknown algorithm {a:?}")),
+    }
+}
+
+fn read_secret(file: &Path, field: &str, p: &Path) -> Result<String, InvalidConfig> {
+    let path = resolve(file, p);
+    let s = std::fs::read_to_string(&path).map_err(|e| {
+        InvalidConfig::new(file, field, format!("cannot read {}: {e}", path.display()))
+    })?;
+    let s = s.trim().to_owned();
+    if s.len() < 16 {
+        return Err(InvalidConfig::new(
+            file,
+            field,
+            "secret must be at least 16 characters",
+        ));
+    }
+    Ok(s)
+}

@@ -1,0 +1,61 @@
+use std::path::Path;
+
+use super::*;
+
+const MINIMAL: &str = "\
+listen:
+  address: 127.0.0.1:0
+  public_url: https://API.Bank.Example:443/
+upstream:
+  url: http://127.0.0.1:8080/base/
+issuers:
+  - issuer: https://as.bank.example
+    jwks_file: keys/as.jwks.json
+    audiences: [https://api.bank.example]
+policies: [policies/]
+";
+
+fn load(src: &str) -> Result<Config, InvalidConfig> {
+    Config::from_yaml(Path::new("/etc/fapi-guard/config.yaml"), src)
+}
+
+#[test]
+fn minimal_config_compiles_with_defaults() {
+    let c = load(MINIMAL).expect("valid");
+    assert_eq!(c.listen.public_url, "https://api.bank.example");
+    assert_eq!(c.upstream.origin, "http://127.0.0.1:8080");
+    assert_eq!(c.upstream.path_prefix, "/base");
+    assert_eq!(c.listen.limits.max_header_bytes, 16384);
+    let iss = &c.issuers[0];
+    assert_eq!(iss.algorithms.len(), 3);
+    assert_eq!(iss.max_token_lifetime, Duration::from_secs(600));
+    assert_eq!(iss.keys, KeySource::File("/etc/fapi-guard/keys/as.jwks.json".into()));
+    assert_eq!(c.policy_paths, vec![PathBuf::from("/etc/fapi-guard/policies/")]);
+}
+
+#[test]
+fn unknown_key_names_line_column_and_path() {
+    let src = MINIMAL.replace("    audiences:", "    audience_typo: x\n    audiences:");
+    let e = load(&src).expect_err("typo must fail");
+    assert_eq!(e.field, "issuers[0].audience_typo");
+    assert_eq!(e.line, Some(9), "{e}");
+    assert!(e.message.contains("unknown field `audience_typo`"), "{e}");
+    let line = e.to_string();
+    assert!(line.starts_with("/etc/fapi-guard/config.yaml:9:"), "{line}");
+}
+
+#[test]
+fn semantic_errors_name_the_field() {
+    let cases = [
+        ("HS256 refused", MINIMAL.replace("    audiences:", "    algorithms: [HS256]\n    audiences:"), "issuers[0].algorithms"),
+        ("none refused", MINIMAL.replace("    audiences:", "    algorithms: [none]\n    audiences:"), "issuers[0].algorithms"),
+        ("public_url with path", MINIMAL.replace("https://API.Bank.Example:443/", "https://x/y"), "listen.public_url"),
+        ("https upstream", MINIMAL.replace("http://127.0.0.1:8080/base/", "https://x"), "upstream.url"),
+        ("both key sources", MINIMAL.replace("    jwks_file:", "    jwks_uri: https://x/jwks\n    jwks_file:"), "issuers[0].jwks_uri"),
+        ("bad duration", MINIMAL.replace("    audiences:", "    clock_skew: 10\n    audiences:"), "issuers[0].clock_skew"),
+    ];
+    for (name, src, field) in cases {
+        let e = load(&src).expect_err(name);
+        assert_eq!(e.field, field, "{name}: {e}");
+    }
+}
