@@ -5,3 +5,4 @@ pub mod duration;
 pub mod reason;
 pub mod config;
 pub mod path;
+pub mod policy;
