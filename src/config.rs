@@ -15,6 +15,11 @@ use jsonwebtoken::Algorithm;
 
 pub use raw::RawConfig;
 
+/// An asymmetric JWS algorithm we accept, by name; `none` and HS* are never accepted.
+pub(crate) fn raw_alg(s: &str) -> Option<Algorithm> {
+    raw::parse_signing_alg(s).ok()
+}
+
 /// A configuration or policy file that could not be loaded. Displays as one line:
 /// `FILE:LINE:COL: FIELD: message` (location parts omitted when unknown).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

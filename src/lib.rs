@@ -6,3 +6,6 @@ pub mod reason;
 pub mod config;
 pub mod path;
 pub mod policy;
+pub mod http_client;
+pub mod token;
+pub mod decide;

@@ -1,0 +1,196 @@
+//! The decision: a pure, synchronous function of the gathered facts and the matched route.
+//! All I/O (keys, proof replay store, consent) happens before; nothing here blocks or allocates,
+//! so it is benchmarkable in nanoseconds and testable without sockets.
+//!
+//! Check order follows spec §1: token validity, sender constraint, scope.
+
+use aws_lc_rs::constant_time::verify_slices_are_equal;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::policy::{Binding, Route};
+use crate::reason::DenyReason;
+use crate::token::VerifiedToken;
+
+/// The `Authorization` scheme the client used (RFC 9110 §11.1: case-insensitive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthScheme {
+    Bearer,
+    Dpop,
+}
+
+/// What we know about the access token.
+#[derive(Debug, Clone, Copy)]
+pub enum TokenFact<'a> {
+    Missing,
+    Rejected(DenyReason),
+    Verified(&'a VerifiedToken),
+}
+
+/// What we know about the DPoP proof (verified before `decide`, since it needs crypto and the
+/// replay store).
+#[derive(Debug, Clone, Copy)]
+pub enum DpopFact<'a> {
+    Absent,
+    Rejected(DenyReason),
+    /// A valid, fresh proof whose key has this RFC 7638 thumbprint.
+    Verified { jkt: &'a str },
+}
+
+/// Everything `decide` looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts<'a> {
+    pub now: i64,
+    pub scheme: AuthScheme,
+    pub token: TokenFact<'a>,
+    pub dpop: DpopFact<'a>,
+    /// SHA-256 of the client certificate of this connection (or forwarded by a trusted peer).
+    pub client_cert_sha256: Option<&'a [u8; 32]>,
+}
+
+/// How the token was bound to the caller, for the audit record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BoundBy {
+    Dpop,
+    Mtls,
+    Unbound,
+    /// Public route: no token looked at.
+    Public,
+}
+
+impl BoundBy {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Dpop => "dpop",
+            Self::Mtls => "mtls",
+            Self::Unbound => "none",
+            Self::Public => "public",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allow(BoundBy),
+    Deny(DenyReason),
+}
+
+/// Decides one request against one route.
+pub fn decide(f: &Facts<'_>, route: &Route) -> Decision {
+    if route.public {
+        return Decision::Allow(BoundBy::Public);
+    }
+    match check(f, route) {
+        Ok(b) => Decision::Allow(b),
+        Err(r) => Decision::Deny(r),
+    }
+}
+
+fn check(f: &Facts<'_>, route: &Route) -> Result<BoundBy, DenyReason> {
+    let token = match f.token {
+        TokenFact::Missing => return Err(DenyReason::TokenMissing),
+        TokenFact::Rejected(r) => return Err(r),
+        TokenFact::Verified(t) => t,
+    };
+    check_time(f.now, token)?;
+    check_audience(token, route)?;
+    let bound = check_binding(f, token, route.binding)?;
+    check_scopes(token, route)?;
+    Ok(bound)
+}
+
+/// RFC 7519 §4.1.4/§4.1.5 with the issuer's skew; RFC 9068 §4 lifetime cap (FAPI: short-lived).
+fn check_time(now: i64, t: &VerifiedToken) -> Result<(), DenyReason> {
+    let skew = t.issuer.clock_skew.as_secs() as i64;
+    if now >= t.exp.saturating_add(skew) {
+        return Err(DenyReason::TokenExpired);
+    }
+    if t.nbf.is_some_and(|nbf| now.saturating_add(skew) < nbf) || t.iat > now.saturating_add(skew)
+    {
+        return Err(DenyReason::TokenNotYetValid);
+    }
+    let lifetime = t.exp.saturating_sub(t.iat);
+    if lifetime < 0 || lifetime as u64 > t.issuer.max_token_lifetime.as_secs() {
+        return Err(DenyReason::TokenLifetimeExceeded);
+    }
+    Ok(())
+}
+
+/// RFC 9068 §4: the token's `aud` must contain an audience this resource server accepts (the
+/// policy's `audience`, or else the issuer's configured audiences).
+fn check_audience(t: &VerifiedToken, route: &Route) -> Result<(), DenyReason> {
+    let accepted: &[String] = route.audiences.as_deref().unwrap_or(&t.issuer.audiences);
+    if t.aud.iter().any(|a| accepted.iter().any(|x| x == a)) {
+        Ok(())
+    } else {
+        Err(DenyReason::TokenAudienceMismatch)
+    }
+}
+
+/// Sender constraint (RFC 9449 §7, RFC 8705 §3, FAPI 2.0 §5.3.4).
+fn check_binding(f: &Facts<'_>, t: &VerifiedToken, binding: Binding) -> Result<BoundBy, DenyReason> {
+    match (&t.cnf.jkt, &t.cnf.x5t_s256) {
+        // A token bound two ways is a confused issuer; refuse rather than pick one.
+        (Some(_), Some(_)) => Err(DenyReason::BindingSchemeMismatch),
+        (Some(jkt), None) => {
+            // RFC 9449 §7.2: a DPoP-bound token presented as Bearer must be refused.
+            if f.scheme != AuthScheme::Dpop {
+                return Err(DenyReason::BindingSchemeMismatch);
+            }
+            if !binding.allows_dpop() {
+                return Err(DenyReason::BindingMissing);
+            }
+            match f.dpop {
+                DpopFact::Absent => Err(DenyReason::DpopProofMissing),
+                DpopFact::Rejected(r) => Err(r),
+                // RFC 9449 §7.1: the proof key's thumbprint must equal cnf.jkt.
+                DpopFact::Verified { jkt: proof_jkt } => {
+                    if verify_slices_are_equal(proof_jkt.as_bytes(), jkt.as_bytes()).is_ok() {
+                        Ok(BoundBy::Dpop)
+                    } else {
+                        Err(DenyReason::DpopKeyMismatch)
+                    }
+                }
+            }
+        }
+        (None, Some(x5t)) => {
+            // RFC 8705 §3: certificate-bound tokens are presented with the Bearer scheme.
+            if f.scheme != AuthScheme::Bearer {
+                return Err(DenyReason::BindingSchemeMismatch);
+            }
+            if !binding.allows_mtls() {
+                return Err(DenyReason::BindingMissing);
+            }
+            let cert = f.client_cert_sha256.ok_or(DenyReason::MtlsCertificateMissing)?;
+            let mut want = [0u8; 32];
+            let ok = matches!(URL_SAFE_NO_PAD.decode_slice(x5t, &mut want), Ok(32))
+                && verify_slices_are_equal(&want, cert).is_ok();
+            if ok {
+                Ok(BoundBy::Mtls)
+            } else {
+                Err(DenyReason::MtlsCertificateMismatch)
+            }
+        }
+        (None, None) => {
+            if binding != Binding::UnboundAllowed {
+                return Err(DenyReason::BindingMissing);
+            }
+            // RFC 9449 §7.1: the DPoP scheme with a token that is not DPoP-bound is an error.
+            if f.scheme == AuthScheme::Dpop {
+                return Err(DenyReason::BindingSchemeMismatch);
+            }
+            Ok(BoundBy::Unbound)
+        }
+    }
+}
+
+fn check_scopes(t: &VerifiedToken, route: &Route) -> Result<(), DenyReason> {
+    if route.scopes.iter().all(|s| t.has_scope(s)) {
+        Ok(())
+    } else {
+        Err(DenyReason::ScopeInsufficient)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,169 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Method;
+
+use super::*;
+use crate::config::{IssuerSettings, KeySource};
+use crate::policy::Mode;
+use crate::token::Cnf;
+
+const NOW: i64 = 1_800_000_000;
+const JKT: &str = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I";
+// base64url of 32 bytes of 0x01
+const X5T: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE";
+
+fn issuer() -> Arc<IssuerSettings> {
+    Arc::new(IssuerSettings {
+        issuer: "https://as".into(),
+        keys: KeySource::File("x".into()),
+        algorithms: vec![],
+        audiences: vec!["https://api".into()],
+        max_token_lifetime: Duration::from_secs(600),
+        clock_skew: Duration::from_secs(10),
+        jwks_refresh: Duration::from_secs(300),
+        jwks_min_refetch: Duration::from_secs(10),
+    })
+}
+
+fn token(edit: impl FnOnce(&mut VerifiedToken)) -> VerifiedToken {
+    let mut t = VerifiedToken {
+        issuer: issuer(),
+        digest: [0; 32],
+        sub: "psu-9".into(),
+        client_id: "tpp-1".into(),
+        jti: "j".into(),
+        aud: vec!["https://api".into()],
+        exp: NOW + 300,
+        iat: NOW - 10,
+        nbf: None,
+        scopes: vec![Box::from("accounts"), Box::from("openid")].into(),
+        cnf: Cnf {
+            jkt: Some(JKT.into()),
+            x5t_s256: None,
+        },
+        extra: Default::default(),
+    };
+    edit(&mut t);
+    t
+}
+
+fn route(binding: Binding, public: bool) -> Route {
+    Route {
+        api: Arc::from("accounts"),
+        name: Arc::from("r"),
+        method: Method::GET,
+        template: "/accounts".into(),
+        scopes: vec![Box::from("accounts")].into(),
+        binding,
+        public,
+        audiences: None,
+        mode: Mode::Enforce,
+    }
+}
+
+fn facts<'a>(t: TokenFact<'a>, scheme: AuthScheme, dpop: DpopFact<'a>) -> Facts<'a> {
+    Facts {
+        now: NOW,
+        scheme,
+        token: t,
+        dpop,
+        client_cert_sha256: None,
+    }
+}
+
+fn with_cert<'a>(f: Facts<'a>, cert: &'a [u8; 32]) -> Facts<'a> {
+    Facts {
+        client_cert_sha256: Some(cert),
+        ..f
+    }
+}
+
+#[test]
+fn decision_table() {
+    use AuthScheme::*;
+    use DenyReason as R;
+    use TokenFact::Verified as V;
+    let dpop_ok = DpopFact::Verified { jkt: JKT };
+    let none = DpopFact::Absent;
+    let good = token(|_| {});
+    let unbound = token(|t| t.cnf = Cnf::default());
+    let mtls = token(|t| {
+        t.cnf = Cnf {
+            jkt: None,
+            x5t_s256: Some(X5T.into()),
+        }
+    });
+    let both = token(|t| {
+        t.cnf = Cnf {
+            jkt: Some(JKT.into()),
+            x5t_s256: Some(X5T.into()),
+        }
+    });
+    let expired = token(|t| t.exp = NOW - 11);
+    let expired_in_skew = token(|t| t.exp = NOW - 5);
+    let nbf_future = token(|t| t.nbf = Some(NOW + 60));
+    let iat_future = token(|t| {
+        t.iat = NOW + 60;
+        t.exp = NOW + 120
+    });
+    let long = token(|t| t.exp = t.iat + 601);
+    let other_aud = token(|t| t.aud = vec!["https://other".into()]);
+    let no_scope = token(|t| t.scopes = vec![Box::from("payments")].into());
+    let other_key = DpopFact::Verified {
+        jkt: "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs",
+    };
+    let (cert_ok, cert_other) = ([1u8; 32], [2u8; 32]);
+    let b_any = Binding::DpopOrMtls;
+    let deny = Decision::Deny;
+    let cases: Vec<(&str, Facts<'_>, Binding, Decision)> = vec![
+        ("dpop bound, valid proof", facts(V(&good), Dpop, dpop_ok), b_any, Decision::Allow(BoundBy::Dpop)),
+        ("no token", facts(TokenFact::Missing, Bearer, none), b_any, deny(R::TokenMissing)),
+        ("rejected token", facts(TokenFact::Rejected(R::TokenSignatureInvalid), Bearer, none), b_any, deny(R::TokenSignatureInvalid)),
+        ("expired", facts(V(&expired), Dpop, dpop_ok), b_any, deny(R::TokenExpired)),
+        ("expired within skew", facts(V(&expired_in_skew), Dpop, dpop_ok), b_any, Decision::Allow(BoundBy::Dpop)),
+        ("nbf in future", facts(V(&nbf_future), Dpop, dpop_ok), b_any, deny(R::TokenNotYetValid)),
+        ("iat in future", facts(V(&iat_future), Dpop, dpop_ok), b_any, deny(R::TokenNotYetValid)),
+        ("lifetime too long", facts(V(&long), Dpop, dpop_ok), b_any, deny(R::TokenLifetimeExceeded)),
+        ("wrong audience", facts(V(&other_aud), Dpop, dpop_ok), b_any, deny(R::TokenAudienceMismatch)),
+        ("dpop-bound sent as bearer", facts(V(&good), Bearer, none), b_any, deny(R::BindingSchemeMismatch)),
+        ("dpop-bound on mtls-only route", facts(V(&good), Dpop, dpop_ok), Binding::Mtls, deny(R::BindingMissing)),
+        ("no proof", facts(V(&good), Dpop, none), Binding::Dpop, deny(R::DpopProofMissing)),
+        ("bad proof", facts(V(&good), Dpop, DpopFact::Rejected(R::DpopProofReplayed)), Binding::Dpop, deny(R::DpopProofReplayed)),
+        ("other key", facts(V(&good), Dpop, other_key), Binding::Dpop, deny(R::DpopKeyMismatch)),
+        ("both bindings", facts(V(&both), Dpop, dpop_ok), b_any, deny(R::BindingSchemeMismatch)),
+        ("unbound on bound route", facts(V(&unbound), Bearer, none), b_any, deny(R::BindingMissing)),
+        ("unbound allowed", facts(V(&unbound), Bearer, none), Binding::UnboundAllowed, Decision::Allow(BoundBy::Unbound)),
+        ("unbound with DPoP scheme", facts(V(&unbound), Dpop, dpop_ok), Binding::UnboundAllowed, deny(R::BindingSchemeMismatch)),
+        ("mtls without cert", facts(V(&mtls), Bearer, none), b_any, deny(R::MtlsCertificateMissing)),
+        ("mtls with DPoP scheme", facts(V(&mtls), Dpop, none), b_any, deny(R::BindingSchemeMismatch)),
+        ("mtls on dpop-only route", with_cert(facts(V(&mtls), Bearer, none), &cert_ok), Binding::Dpop, deny(R::BindingMissing)),
+        ("mtls matching cert", with_cert(facts(V(&mtls), Bearer, none), &cert_ok), Binding::Mtls, Decision::Allow(BoundBy::Mtls)),
+        ("mtls other cert", with_cert(facts(V(&mtls), Bearer, none), &cert_other), Binding::Mtls, deny(R::MtlsCertificateMismatch)),
+        ("scope missing", facts(V(&no_scope), Dpop, dpop_ok), b_any, deny(R::ScopeInsufficient)),
+    ];
+    for (name, f, binding, want) in cases {
+        assert_eq!(decide(&f, &route(binding, false)), want, "{name}");
+    }
+}
+
+#[test]
+fn public_routes_take_no_token() {
+    let f = facts(TokenFact::Missing, AuthScheme::Bearer, DpopFact::Absent);
+    let want = Decision::Allow(BoundBy::Public);
+    assert_eq!(decide(&f, &route(Binding::DpopOrMtls, true)), want);
+}
+
+#[test]
+fn policy_audience_overrides_issuer_audience() {
+    let t = token(|t| t.aud = vec!["https://policy-aud".into()]);
+    let f = facts(
+        TokenFact::Verified(&t),
+        AuthScheme::Dpop,
+        DpopFact::Verified { jkt: JKT },
+    );
+    let mut r = route(Binding::Dpop, false);
+    assert_eq!(decide(&f, &r), Decision::Deny(DenyReason::TokenAudienceMismatch));
+    r.audiences = Some(Arc::from(vec!["https://policy-aud".to_owned()]));
+    assert_eq!(decide(&f, &r), Decision::Allow(BoundBy::Dpop));
+}

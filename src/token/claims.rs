@@ -1,0 +1,132 @@
+//! The claims of a verified access token, in the shape the decision needs.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value};
+
+use super::TokenDigest;
+use crate::config::IssuerSettings;
+use crate::reason::DenyReason;
+
+/// A token whose signature, algorithm, type and issuer were verified. Time, audience, binding
+/// and scope are checked per request by `decide`.
+#[derive(Debug)]
+pub struct VerifiedToken {
+    pub issuer: Arc<IssuerSettings>,
+    pub digest: TokenDigest,
+    pub sub: String,
+    pub client_id: String,
+    pub jti: String,
+    pub aud: Vec<String>,
+    pub exp: i64,
+    pub iat: i64,
+    pub nbf: Option<i64>,
+    /// Space-delimited `scope` split once (RFC 9068 §2.2.3, RFC 6749 §3.3).
+    pub scopes: Box<[Box<str>]>,
+    pub cnf: Cnf,
+    /// Every other claim, for later checks (consent id, `act`, `authorization_details`, …).
+    pub extra: Map<String, Value>,
+}
+
+impl VerifiedToken {
+    pub fn has_scope(&self, s: &str) -> bool {
+        self.scopes.iter().any(|x| &**x == s)
+    }
+}
+
+/// RFC 7800 confirmation: the key the token is bound to.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+pub struct Cnf {
+    /// RFC 9449 §6.1: JWK SHA-256 thumbprint of the DPoP key.
+    #[serde(default)]
+    pub jkt: Option<String>,
+    /// RFC 8705 §3.1: SHA-256 thumbprint of the client certificate.
+    #[serde(default, rename = "x5t#S256")]
+    pub x5t_s256: Option<String>,
+}
+
+/// Raw claims as they arrive; required ones checked in `into_verified`.
+#[derive(Debug, Deserialize)]
+pub(super) struct RawClaims {
+    #[serde(default)]
+    pub iss: Option<String>,
+    #[serde(default)]
+    sub: Option<String>,
+    #[serde(default)]
+    aud: Option<Audience>,
+    #[serde(default, deserialize_with = "numeric_date")]
+    exp: Option<i64>,
+    #[serde(default, deserialize_with = "numeric_date")]
+    iat: Option<i64>,
+    #[serde(default, deserialize_with = "numeric_date")]
+    nbf: Option<i64>,
+    #[serde(default)]
+    jti: Option<String>,
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    cnf: Option<Cnf>,
+    #[serde(flatten)]
+    extra: Map<String, Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// RFC 7519 §2 NumericDate: a JSON number, possibly fractional. Anything else is malformed.
+fn numeric_date<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    let n = Option::<serde_json::Number>::deserialize(d)?;
+    match n {
+        None => Ok(None),
+        Some(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => Ok(Some(i)),
+            (None, Some(f)) if f.is_finite() && f.abs() < 1e15 => Ok(Some(f.floor() as i64)),
+            _ => Err(serde::de::Error::custom("NumericDate out of range")),
+        },
+    }
+}
+
+impl RawClaims {
+    /// RFC 9068 §2.2: iss, exp, aud, sub, client_id, iat and jti are required.
+    pub(super) fn into_verified(
+        self,
+        issuer: Arc<IssuerSettings>,
+        digest: TokenDigest,
+    ) -> Result<VerifiedToken, DenyReason> {
+        let m = DenyReason::TokenMalformed;
+        let aud = match self.aud.ok_or(m)? {
+            Audience::One(a) => vec![a],
+            Audience::Many(v) if !v.is_empty() => v,
+            Audience::Many(_) => return Err(m),
+        };
+        let scopes = self
+            .scope
+            .as_deref()
+            .unwrap_or("")
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(Box::from)
+            .collect();
+        Ok(VerifiedToken {
+            issuer,
+            digest,
+            sub: self.sub.ok_or(m)?,
+            client_id: self.client_id.ok_or(m)?,
+            jti: self.jti.ok_or(m)?,
+            aud,
+            exp: self.exp.ok_or(m)?,
+            iat: self.iat.ok_or(m)?,
+            nbf: self.nbf,
+            scopes,
+            cnf: self.cnf.unwrap_or_default(),
+            extra: self.extra,
+        })
+    }
+}
