@@ -19,7 +19,9 @@ impl Clock {
     /// A clock frozen at `unix_secs` until `set` or `advance` moves it.
     pub fn fixed(unix_secs: i64) -> Self {
         Self {
-            fixed_micros: Some(Arc::new(AtomicI64::new(unix_secs.saturating_mul(1_000_000)))),
+            fixed_micros: Some(Arc::new(AtomicI64::new(
+                unix_secs.saturating_mul(1_000_000),
+            ))),
         }
     }
 

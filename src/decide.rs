@@ -34,7 +34,9 @@ pub enum DpopFact<'a> {
     Absent,
     Rejected(DenyReason),
     /// A valid, fresh proof whose key has this RFC 7638 thumbprint.
-    Verified { jkt: &'a str },
+    Verified {
+        jkt: &'a str,
+    },
 }
 
 /// Everything `decide` looks at.
@@ -105,8 +107,7 @@ fn check_time(now: i64, t: &VerifiedToken) -> Result<(), DenyReason> {
     if now >= t.exp.saturating_add(skew) {
         return Err(DenyReason::TokenExpired);
     }
-    if t.nbf.is_some_and(|nbf| now.saturating_add(skew) < nbf) || t.iat > now.saturating_add(skew)
-    {
+    if t.nbf.is_some_and(|nbf| now.saturating_add(skew) < nbf) || t.iat > now.saturating_add(skew) {
         return Err(DenyReason::TokenNotYetValid);
     }
     let lifetime = t.exp.saturating_sub(t.iat);
@@ -128,7 +129,11 @@ fn check_audience(t: &VerifiedToken, route: &Route) -> Result<(), DenyReason> {
 }
 
 /// Sender constraint (RFC 9449 §7, RFC 8705 §3, FAPI 2.0 §5.3.4).
-fn check_binding(f: &Facts<'_>, t: &VerifiedToken, binding: Binding) -> Result<BoundBy, DenyReason> {
+fn check_binding(
+    f: &Facts<'_>,
+    t: &VerifiedToken,
+    binding: Binding,
+) -> Result<BoundBy, DenyReason> {
     match (&t.cnf.jkt, &t.cnf.x5t_s256) {
         // A token bound two ways is a confused issuer; refuse rather than pick one.
         (Some(_), Some(_)) => Err(DenyReason::BindingSchemeMismatch),
@@ -161,7 +166,9 @@ fn check_binding(f: &Facts<'_>, t: &VerifiedToken, binding: Binding) -> Result<B
             if !binding.allows_mtls() {
                 return Err(DenyReason::BindingMissing);
             }
-            let cert = f.client_cert_sha256.ok_or(DenyReason::MtlsCertificateMissing)?;
+            let cert = f
+                .client_cert_sha256
+                .ok_or(DenyReason::MtlsCertificateMissing)?;
             let mut want = [0u8; 32];
             let ok = matches!(URL_SAFE_NO_PAD.decode_slice(x5t, &mut want), Ok(32))
                 && verify_slices_are_equal(&want, cert).is_ok();

@@ -20,7 +20,11 @@ pub fn parse(s: &str) -> Result<Duration, String> {
         "s" => Duration::from_secs(n),
         "m" => Duration::from_secs(n.saturating_mul(60)),
         "h" => Duration::from_secs(n.saturating_mul(3600)),
-        _ => return Err(format!("duration {s:?}: unknown unit {unit:?} (ms, s, m, h)")),
+        _ => {
+            return Err(format!(
+                "duration {s:?}: unknown unit {unit:?} (ms, s, m, h)"
+            ));
+        }
     };
     Ok(d)
 }

@@ -1,11 +1,19 @@
 //! fapi-guard: a sidecar reverse proxy enforcing FAPI 2.0 resource-server security.
 
+pub mod admin;
+pub mod app;
+pub mod cli;
 pub mod clock;
-pub mod duration;
-pub mod reason;
 pub mod config;
+pub mod decide;
+pub mod demo;
+pub mod duration;
+pub mod http_client;
 pub mod path;
 pub mod policy;
-pub mod http_client;
+pub mod proxy;
+pub mod reason;
+pub mod reload;
+pub mod response;
+pub mod server;
 pub mod token;
-pub mod decide;

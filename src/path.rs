@@ -171,7 +171,14 @@ mod tests {
 
     #[test]
     fn canonical_paths_are_borrowed_unchanged() {
-        for p in ["/", "/accounts", "/accounts/", "/accounts/acc-1", "/a/b.c/~x_y", "/a/%C3%A9"] {
+        for p in [
+            "/",
+            "/accounts",
+            "/accounts/",
+            "/accounts/acc-1",
+            "/a/b.c/~x_y",
+            "/a/%C3%A9",
+        ] {
             let n = normalize(p).expect(p);
             assert!(matches!(n, Cow::Borrowed(_)), "{p} should borrow");
             assert_eq!(n, p);
@@ -187,23 +194,83 @@ mod tests {
             ("mixed case escape kept encoded", "/a%3a", Ok("/a%3A")),
             ("space kept encoded", "/a%20b", Ok("/a%20b")),
             ("trailing slash kept", "/accounts/", Ok("/accounts/")),
-            ("encoded dot-dot", "/accounts/%2e%2e/admin", Err(AmbiguousPath::DotSegment)),
-            ("mixed encoded dot-dot", "/accounts/.%2E/x", Err(AmbiguousPath::DotSegment)),
-            ("raw dot-dot", "/accounts/../admin", Err(AmbiguousPath::DotSegment)),
+            (
+                "encoded dot-dot",
+                "/accounts/%2e%2e/admin",
+                Err(AmbiguousPath::DotSegment),
+            ),
+            (
+                "mixed encoded dot-dot",
+                "/accounts/.%2E/x",
+                Err(AmbiguousPath::DotSegment),
+            ),
+            (
+                "raw dot-dot",
+                "/accounts/../admin",
+                Err(AmbiguousPath::DotSegment),
+            ),
             ("dot segment", "/./accounts", Err(AmbiguousPath::DotSegment)),
-            ("trailing dot-dot", "/accounts/..", Err(AmbiguousPath::DotSegment)),
+            (
+                "trailing dot-dot",
+                "/accounts/..",
+                Err(AmbiguousPath::DotSegment),
+            ),
             ("dots inside a name are fine", "/a/..b/c.", Ok("/a/..b/c.")),
-            ("encoded slash upper", "/accounts%2Facc-1", Err(AmbiguousPath::EncodedSeparator)),
-            ("encoded slash lower", "/accounts%2facc-1", Err(AmbiguousPath::EncodedSeparator)),
-            ("double slash", "/accounts//acc-1", Err(AmbiguousPath::EmptySegment)),
-            ("leading double slash", "//accounts", Err(AmbiguousPath::EmptySegment)),
-            ("backslash", "/accounts\\acc-1", Err(AmbiguousPath::Backslash)),
-            ("encoded backslash", "/accounts%5cacc", Err(AmbiguousPath::Backslash)),
-            ("encoded nul", "/accounts%00", Err(AmbiguousPath::ControlCharacter)),
-            ("encoded newline", "/a%0Ab", Err(AmbiguousPath::ControlCharacter)),
-            ("truncated escape", "/accounts%2", Err(AmbiguousPath::BadPercentEncoding)),
-            ("non-hex escape", "/accounts%zz", Err(AmbiguousPath::BadPercentEncoding)),
-            ("semicolon", "/accounts;jsessionid=1", Err(AmbiguousPath::Semicolon)),
+            (
+                "encoded slash upper",
+                "/accounts%2Facc-1",
+                Err(AmbiguousPath::EncodedSeparator),
+            ),
+            (
+                "encoded slash lower",
+                "/accounts%2facc-1",
+                Err(AmbiguousPath::EncodedSeparator),
+            ),
+            (
+                "double slash",
+                "/accounts//acc-1",
+                Err(AmbiguousPath::EmptySegment),
+            ),
+            (
+                "leading double slash",
+                "//accounts",
+                Err(AmbiguousPath::EmptySegment),
+            ),
+            (
+                "backslash",
+                "/accounts\\acc-1",
+                Err(AmbiguousPath::Backslash),
+            ),
+            (
+                "encoded backslash",
+                "/accounts%5cacc",
+                Err(AmbiguousPath::Backslash),
+            ),
+            (
+                "encoded nul",
+                "/accounts%00",
+                Err(AmbiguousPath::ControlCharacter),
+            ),
+            (
+                "encoded newline",
+                "/a%0Ab",
+                Err(AmbiguousPath::ControlCharacter),
+            ),
+            (
+                "truncated escape",
+                "/accounts%2",
+                Err(AmbiguousPath::BadPercentEncoding),
+            ),
+            (
+                "non-hex escape",
+                "/accounts%zz",
+                Err(AmbiguousPath::BadPercentEncoding),
+            ),
+            (
+                "semicolon",
+                "/accounts;jsessionid=1",
+                Err(AmbiguousPath::Semicolon),
+            ),
             ("asterisk form", "*", Err(AmbiguousPath::NotOriginForm)),
             ("empty", "", Err(AmbiguousPath::NotOriginForm)),
         ];

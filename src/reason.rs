@@ -318,8 +318,16 @@ mod tests {
             (DenyReason::DpopNonceRequired, 401, "use_dpop_nonce"),
             (DenyReason::ScopeInsufficient, 403, "insufficient_scope"),
             (DenyReason::ConsentBodyMismatch, 403, "insufficient_scope"),
-            (DenyReason::AssuranceInsufficient, 401, "insufficient_user_authentication"),
-            (DenyReason::DependencyUnavailable, 503, "temporarily_unavailable"),
+            (
+                DenyReason::AssuranceInsufficient,
+                401,
+                "insufficient_user_authentication",
+            ),
+            (
+                DenyReason::DependencyUnavailable,
+                503,
+                "temporarily_unavailable",
+            ),
             (DenyReason::RequestTooLarge, 413, "request_too_large"),
             (DenyReason::HeadersTooLarge, 431, "request_too_large"),
         ];

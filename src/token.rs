@@ -79,7 +79,9 @@ impl TokenVerifier {
             .collect();
         let cache = Cache::builder()
             .max_capacity(cache_capacity)
-            .expire_after(UntilExp { clock: clock.clone() })
+            .expire_after(UntilExp {
+                clock: clock.clone(),
+            })
             .build();
         Self {
             issuers,
@@ -142,7 +144,9 @@ impl moka::Expiry<TokenDigest, Arc<VerifiedToken>> for UntilExp {
         value: &Arc<VerifiedToken>,
         _created_at: std::time::Instant,
     ) -> Option<Duration> {
-        let until = value.exp.saturating_add(value.issuer.clock_skew.as_secs() as i64);
+        let until = value
+            .exp
+            .saturating_add(value.issuer.clock_skew.as_secs() as i64);
         let left = until.saturating_sub(self.clock.now_unix()).max(0);
         Some(Duration::from_secs(u64::try_from(left).unwrap_or(0)))
     }

@@ -165,7 +165,10 @@ impl RawConfig {
             issuers.push(compile_issuer(file, &field, raw)?);
         }
         if self.policies.is_empty() {
-            return Err(err("policies", "at least one policy file or directory".into()));
+            return Err(err(
+                "policies",
+                "at least one policy file or directory".into(),
+            ));
         }
         Ok(Config {
             file: file.to_path_buf(),

@@ -29,8 +29,14 @@ fn minimal_config_compiles_with_defaults() {
     let iss = &c.issuers[0];
     assert_eq!(iss.algorithms.len(), 3);
     assert_eq!(iss.max_token_lifetime, Duration::from_secs(600));
-    assert_eq!(iss.keys, KeySource::File("/etc/fapi-guard/keys/as.jwks.json".into()));
-    assert_eq!(c.policy_paths, vec![PathBuf::from("/etc/fapi-guard/policies/")]);
+    assert_eq!(
+        iss.keys,
+        KeySource::File("/etc/fapi-guard/keys/as.jwks.json".into())
+    );
+    assert_eq!(
+        c.policy_paths,
+        vec![PathBuf::from("/etc/fapi-guard/policies/")]
+    );
 }
 
 #[test]
@@ -47,12 +53,39 @@ fn unknown_key_names_line_column_and_path() {
 #[test]
 fn semantic_errors_name_the_field() {
     let cases = [
-        ("HS256 refused", MINIMAL.replace("    audiences:", "    algorithms: [HS256]\n    audiences:"), "issuers[0].algorithms"),
-        ("none refused", MINIMAL.replace("    audiences:", "    algorithms: [none]\n    audiences:"), "issuers[0].algorithms"),
-        ("public_url with path", MINIMAL.replace("https://API.Bank.Example:443/", "https://x/y"), "listen.public_url"),
-        ("https upstream", MINIMAL.replace("http://127.0.0.1:8080/base/", "https://x"), "upstream.url"),
-        ("both key sources", MINIMAL.replace("    jwks_file:", "    jwks_uri: https://x/jwks\n    jwks_file:"), "issuers[0].jwks_uri"),
-        ("bad duration", MINIMAL.replace("    audiences:", "    clock_skew: 10\n    audiences:"), "issuers[0].clock_skew"),
+        (
+            "HS256 refused",
+            MINIMAL.replace("    audiences:", "    algorithms: [HS256]\n    audiences:"),
+            "issuers[0].algorithms",
+        ),
+        (
+            "none refused",
+            MINIMAL.replace("    audiences:", "    algorithms: [none]\n    audiences:"),
+            "issuers[0].algorithms",
+        ),
+        (
+            "public_url with path",
+            MINIMAL.replace("https://API.Bank.Example:443/", "https://x/y"),
+            "listen.public_url",
+        ),
+        (
+            "https upstream",
+            MINIMAL.replace("http://127.0.0.1:8080/base/", "https://x"),
+            "upstream.url",
+        ),
+        (
+            "both key sources",
+            MINIMAL.replace(
+                "    jwks_file:",
+                "    jwks_uri: https://x/jwks\n    jwks_file:",
+            ),
+            "issuers[0].jwks_uri",
+        ),
+        (
+            "bad duration",
+            MINIMAL.replace("    audiences:", "    clock_skew: 10\n    audiences:"),
+            "issuers[0].clock_skew",
+        ),
     ];
     for (name, src, field) in cases {
         let e = load(&src).expect_err(name);

@@ -117,30 +117,150 @@ fn decision_table() {
     let b_any = Binding::DpopOrMtls;
     let deny = Decision::Deny;
     let cases: Vec<(&str, Facts<'_>, Binding, Decision)> = vec![
-        ("dpop bound, valid proof", facts(V(&good), Dpop, dpop_ok), b_any, Decision::Allow(BoundBy::Dpop)),
-        ("no token", facts(TokenFact::Missing, Bearer, none), b_any, deny(R::TokenMissing)),
-        ("rejected token", facts(TokenFact::Rejected(R::TokenSignatureInvalid), Bearer, none), b_any, deny(R::TokenSignatureInvalid)),
-        ("expired", facts(V(&expired), Dpop, dpop_ok), b_any, deny(R::TokenExpired)),
-        ("expired within skew", facts(V(&expired_in_skew), Dpop, dpop_ok), b_any, Decision::Allow(BoundBy::Dpop)),
-        ("nbf in future", facts(V(&nbf_future), Dpop, dpop_ok), b_any, deny(R::TokenNotYetValid)),
-        ("iat in future", facts(V(&iat_future), Dpop, dpop_ok), b_any, deny(R::TokenNotYetValid)),
-        ("lifetime too long", facts(V(&long), Dpop, dpop_ok), b_any, deny(R::TokenLifetimeExceeded)),
-        ("wrong audience", facts(V(&other_aud), Dpop, dpop_ok), b_any, deny(R::TokenAudienceMismatch)),
-        ("dpop-bound sent as bearer", facts(V(&good), Bearer, none), b_any, deny(R::BindingSchemeMismatch)),
-        ("dpop-bound on mtls-only route", facts(V(&good), Dpop, dpop_ok), Binding::Mtls, deny(R::BindingMissing)),
-        ("no proof", facts(V(&good), Dpop, none), Binding::Dpop, deny(R::DpopProofMissing)),
-        ("bad proof", facts(V(&good), Dpop, DpopFact::Rejected(R::DpopProofReplayed)), Binding::Dpop, deny(R::DpopProofReplayed)),
-        ("other key", facts(V(&good), Dpop, other_key), Binding::Dpop, deny(R::DpopKeyMismatch)),
-        ("both bindings", facts(V(&both), Dpop, dpop_ok), b_any, deny(R::BindingSchemeMismatch)),
-        ("unbound on bound route", facts(V(&unbound), Bearer, none), b_any, deny(R::BindingMissing)),
-        ("unbound allowed", facts(V(&unbound), Bearer, none), Binding::UnboundAllowed, Decision::Allow(BoundBy::Unbound)),
-        ("unbound with DPoP scheme", facts(V(&unbound), Dpop, dpop_ok), Binding::UnboundAllowed, deny(R::BindingSchemeMismatch)),
-        ("mtls without cert", facts(V(&mtls), Bearer, none), b_any, deny(R::MtlsCertificateMissing)),
-        ("mtls with DPoP scheme", facts(V(&mtls), Dpop, none), b_any, deny(R::BindingSchemeMismatch)),
-        ("mtls on dpop-only route", with_cert(facts(V(&mtls), Bearer, none), &cert_ok), Binding::Dpop, deny(R::BindingMissing)),
-        ("mtls matching cert", with_cert(facts(V(&mtls), Bearer, none), &cert_ok), Binding::Mtls, Decision::Allow(BoundBy::Mtls)),
-        ("mtls other cert", with_cert(facts(V(&mtls), Bearer, none), &cert_other), Binding::Mtls, deny(R::MtlsCertificateMismatch)),
-        ("scope missing", facts(V(&no_scope), Dpop, dpop_ok), b_any, deny(R::ScopeInsufficient)),
+        (
+            "dpop bound, valid proof",
+            facts(V(&good), Dpop, dpop_ok),
+            b_any,
+            Decision::Allow(BoundBy::Dpop),
+        ),
+        (
+            "no token",
+            facts(TokenFact::Missing, Bearer, none),
+            b_any,
+            deny(R::TokenMissing),
+        ),
+        (
+            "rejected token",
+            facts(TokenFact::Rejected(R::TokenSignatureInvalid), Bearer, none),
+            b_any,
+            deny(R::TokenSignatureInvalid),
+        ),
+        (
+            "expired",
+            facts(V(&expired), Dpop, dpop_ok),
+            b_any,
+            deny(R::TokenExpired),
+        ),
+        (
+            "expired within skew",
+            facts(V(&expired_in_skew), Dpop, dpop_ok),
+            b_any,
+            Decision::Allow(BoundBy::Dpop),
+        ),
+        (
+            "nbf in future",
+            facts(V(&nbf_future), Dpop, dpop_ok),
+            b_any,
+            deny(R::TokenNotYetValid),
+        ),
+        (
+            "iat in future",
+            facts(V(&iat_future), Dpop, dpop_ok),
+            b_any,
+            deny(R::TokenNotYetValid),
+        ),
+        (
+            "lifetime too long",
+            facts(V(&long), Dpop, dpop_ok),
+            b_any,
+            deny(R::TokenLifetimeExceeded),
+        ),
+        (
+            "wrong audience",
+            facts(V(&other_aud), Dpop, dpop_ok),
+            b_any,
+            deny(R::TokenAudienceMismatch),
+        ),
+        (
+            "dpop-bound sent as bearer",
+            facts(V(&good), Bearer, none),
+            b_any,
+            deny(R::BindingSchemeMismatch),
+        ),
+        (
+            "dpop-bound on mtls-only route",
+            facts(V(&good), Dpop, dpop_ok),
+            Binding::Mtls,
+            deny(R::BindingMissing),
+        ),
+        (
+            "no proof",
+            facts(V(&good), Dpop, none),
+            Binding::Dpop,
+            deny(R::DpopProofMissing),
+        ),
+        (
+            "bad proof",
+            facts(V(&good), Dpop, DpopFact::Rejected(R::DpopProofReplayed)),
+            Binding::Dpop,
+            deny(R::DpopProofReplayed),
+        ),
+        (
+            "other key",
+            facts(V(&good), Dpop, other_key),
+            Binding::Dpop,
+            deny(R::DpopKeyMismatch),
+        ),
+        (
+            "both bindings",
+            facts(V(&both), Dpop, dpop_ok),
+            b_any,
+            deny(R::BindingSchemeMismatch),
+        ),
+        (
+            "unbound on bound route",
+            facts(V(&unbound), Bearer, none),
+            b_any,
+            deny(R::BindingMissing),
+        ),
+        (
+            "unbound allowed",
+            facts(V(&unbound), Bearer, none),
+            Binding::UnboundAllowed,
+            Decision::Allow(BoundBy::Unbound),
+        ),
+        (
+            "unbound with DPoP scheme",
+            facts(V(&unbound), Dpop, dpop_ok),
+            Binding::UnboundAllowed,
+            deny(R::BindingSchemeMismatch),
+        ),
+        (
+            "mtls without cert",
+            facts(V(&mtls), Bearer, none),
+            b_any,
+            deny(R::MtlsCertificateMissing),
+        ),
+        (
+            "mtls with DPoP scheme",
+            facts(V(&mtls), Dpop, none),
+            b_any,
+            deny(R::BindingSchemeMismatch),
+        ),
+        (
+            "mtls on dpop-only route",
+            with_cert(facts(V(&mtls), Bearer, none), &cert_ok),
+            Binding::Dpop,
+            deny(R::BindingMissing),
+        ),
+        (
+            "mtls matching cert",
+            with_cert(facts(V(&mtls), Bearer, none), &cert_ok),
+            Binding::Mtls,
+            Decision::Allow(BoundBy::Mtls),
+        ),
+        (
+            "mtls other cert",
+            with_cert(facts(V(&mtls), Bearer, none), &cert_other),
+            Binding::Mtls,
+            deny(R::MtlsCertificateMismatch),
+        ),
+        (
+            "scope missing",
+            facts(V(&no_scope), Dpop, dpop_ok),
+            b_any,
+            deny(R::ScopeInsufficient),
+        ),
     ];
     for (name, f, binding, want) in cases {
         assert_eq!(decide(&f, &route(binding, false)), want, "{name}");
@@ -163,7 +283,10 @@ fn policy_audience_overrides_issuer_audience() {
         DpopFact::Verified { jkt: JKT },
     );
     let mut r = route(Binding::Dpop, false);
-    assert_eq!(decide(&f, &r), Decision::Deny(DenyReason::TokenAudienceMismatch));
+    assert_eq!(
+        decide(&f, &r),
+        Decision::Deny(DenyReason::TokenAudienceMismatch)
+    );
     r.audiences = Some(Arc::from(vec!["https://policy-aud".to_owned()]));
     assert_eq!(decide(&f, &r), Decision::Allow(BoundBy::Dpop));
 }

@@ -37,7 +37,13 @@ pub(super) fn compile(sources: &[(PathBuf, String)]) -> Result<PolicySet, Vec<In
             }
         };
         if raw.api.trim().is_empty() || !is_label_safe(&raw.api) {
-            errors.push(located(file, src, "api", "api:", "must be a non-empty name of [A-Za-z0-9_.-]"));
+            errors.push(located(
+                file,
+                src,
+                "api",
+                "api:",
+                "must be a non-empty name of [A-Za-z0-9_.-]",
+            ));
             continue;
         }
         let api: Arc<str> = Arc::from(raw.api.as_str());
@@ -47,7 +53,11 @@ pub(super) fn compile(sources: &[(PathBuf, String)]) -> Result<PolicySet, Vec<In
                 src,
                 "api",
                 "api:",
-                &format!("api {:?} is already defined in {}", raw.api, other.display()),
+                &format!(
+                    "api {:?} is already defined in {}",
+                    raw.api,
+                    other.display()
+                ),
             ));
             continue;
         }
@@ -57,7 +67,13 @@ pub(super) fn compile(sources: &[(PathBuf, String)]) -> Result<PolicySet, Vec<In
         let default_scopes = raw.defaults.scopes.unwrap_or_default();
         let default_binding = raw.defaults.binding.unwrap_or_default();
         if let Some(bad) = default_scopes.iter().find(|s| !is_scope_token(s)) {
-            errors.push(located(file, src, "defaults.scopes", "scopes:", &scope_error(bad)));
+            errors.push(located(
+                file,
+                src,
+                "defaults.scopes",
+                "scopes:",
+                &scope_error(bad),
+            ));
         }
 
         for (i, r) in raw.routes.into_iter().enumerate() {
@@ -66,8 +82,14 @@ pub(super) fn compile(sources: &[(PathBuf, String)]) -> Result<PolicySet, Vec<In
             let err = |sub: &str, msg: &str| {
                 located(file, src, &format!("{field}.{sub}"), &name_needle, msg)
             };
-            match compile_route(&api, r, &default_scopes, default_binding, &audiences, raw.mode)
-            {
+            match compile_route(
+                &api,
+                r,
+                &default_scopes,
+                default_binding,
+                &audiences,
+                raw.mode,
+            ) {
                 Err((sub, msg)) => errors.push(err(sub, &msg)),
                 Ok(route) => {
                     let key = format!("{}\u{0}{}", route.api, route.name);
@@ -76,10 +98,12 @@ pub(super) fn compile(sources: &[(PathBuf, String)]) -> Result<PolicySet, Vec<In
                         continue;
                     }
                     let idx = routes.len();
-                    let t = *template_index.entry(route.template.clone()).or_insert_with(|| {
-                        templates.push((route.template.clone(), Vec::new()));
-                        templates.len() - 1
-                    });
+                    let t = *template_index
+                        .entry(route.template.clone())
+                        .or_insert_with(|| {
+                            templates.push((route.template.clone(), Vec::new()));
+                            templates.len() - 1
+                        });
                     if let Some((_, other)) =
                         templates[t].1.iter().find(|(m, _)| *m == route.method)
                     {
@@ -109,7 +133,11 @@ pub(super) fn compile(sources: &[(PathBuf, String)]) -> Result<PolicySet, Vec<In
             // matchit refuses templates that could match the same path two ways, e.g.
             // `/a/{id}` beside `/a/{account_id}`: an ambiguous policy is a load error.
             let file = api_files.get(&first.api).cloned().unwrap_or_default();
-            let src = sources.iter().find(|(f, _)| *f == file).map(|(_, s)| s.as_str()).unwrap_or("");
+            let src = sources
+                .iter()
+                .find(|(f, _)| *f == file)
+                .map(|(_, s)| s.as_str())
+                .unwrap_or("");
             errors.push(located(
                 &file,
                 src,
@@ -125,7 +153,12 @@ pub(super) fn compile(sources: &[(PathBuf, String)]) -> Result<PolicySet, Vec<In
     if !errors.is_empty() {
         return Err(errors);
     }
-    let hex: String = ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    let hex: String = ctx
+        .finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     Ok(PolicySet {
         routes,
         router,
@@ -148,7 +181,10 @@ fn compile_route(
     }
     let method = parse_method(&r.method).ok_or((
         "method",
-        format!("{:?} is not one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS", r.method),
+        format!(
+            "{:?} is not one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS",
+            r.method
+        ),
     ))?;
     check_template(&r.path).map_err(|m| ("path", m))?;
     if r.public && (r.scopes.is_some() || r.binding.is_some()) {
@@ -201,14 +237,18 @@ fn check_template(t: &str) -> Result<(), String> {
                 None => (false, inner),
             };
             if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                return Err(format!("parameter {seg:?} must be {{name}} with [A-Za-z0-9_]"));
+                return Err(format!(
+                    "parameter {seg:?} must be {{name}} with [A-Za-z0-9_]"
+                ));
             }
             if catch_all && i + 1 != segments.len() {
                 return Err(format!("catch-all {seg:?} must be the last segment"));
             }
             probe.push('x');
         } else if seg.contains(['{', '}']) {
-            return Err(format!("segment {seg:?}: a parameter must be a whole segment"));
+            return Err(format!(
+                "segment {seg:?}: a parameter must be a whole segment"
+            ));
         } else {
             probe.push_str(seg);
         }
@@ -222,7 +262,9 @@ fn check_template(t: &str) -> Result<(), String> {
 
 /// RFC 6749 §3.3 scope-token: printable ASCII except space, `"` and `\`.
 fn is_scope_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
 }
 
 fn scope_error(bad: &str) -> String {
@@ -231,7 +273,8 @@ fn scope_error(bad: &str) -> String {
 
 /// Names end up as metric labels: keep them to a safe alphabet.
 fn is_label_safe(s: &str) -> bool {
-    s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
 /// An error at the first line containing `needle` (serde_yaml gives no spans for values that

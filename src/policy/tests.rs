@@ -32,8 +32,10 @@ routes:
 ";
 
 fn compile(srcs: &[(&str, &str)]) -> Result<PolicySet, Vec<InvalidConfig>> {
-    let owned: Vec<(PathBuf, String)> =
-        srcs.iter().map(|(f, s)| (PathBuf::from(f), (*s).to_owned())).collect();
+    let owned: Vec<(PathBuf, String)> = srcs
+        .iter()
+        .map(|(f, s)| (PathBuf::from(f), (*s).to_owned()))
+        .collect();
     PolicySet::compile(&owned)
 }
 
@@ -41,13 +43,55 @@ fn compile(srcs: &[(&str, &str)]) -> Result<PolicySet, Vec<InvalidConfig>> {
 fn routes_match_by_method_and_template() {
     let set = compile(&[("accounts.yaml", ACCOUNTS)]).expect("compiles");
     let cases: &[(&str, Method, &str, Option<&str>, Option<&str>)] = &[
-        ("static", Method::GET, "/accounts", Some("list-accounts"), None),
-        ("param", Method::GET, "/accounts/acc-1", Some("get-account"), Some("acc-1")),
-        ("static beats param", Method::GET, "/accounts/special", Some("special"), None),
-        ("other method", Method::PUT, "/accounts/acc-1", Some("update-account"), Some("acc-1")),
-        ("method not defined", Method::DELETE, "/accounts/acc-1", None, None),
-        ("trailing slash is a different path", Method::GET, "/accounts/", None, None),
-        ("deeper path", Method::GET, "/accounts/acc-1/balances", None, None),
+        (
+            "static",
+            Method::GET,
+            "/accounts",
+            Some("list-accounts"),
+            None,
+        ),
+        (
+            "param",
+            Method::GET,
+            "/accounts/acc-1",
+            Some("get-account"),
+            Some("acc-1"),
+        ),
+        (
+            "static beats param",
+            Method::GET,
+            "/accounts/special",
+            Some("special"),
+            None,
+        ),
+        (
+            "other method",
+            Method::PUT,
+            "/accounts/acc-1",
+            Some("update-account"),
+            Some("acc-1"),
+        ),
+        (
+            "method not defined",
+            Method::DELETE,
+            "/accounts/acc-1",
+            None,
+            None,
+        ),
+        (
+            "trailing slash is a different path",
+            Method::GET,
+            "/accounts/",
+            None,
+            None,
+        ),
+        (
+            "deeper path",
+            Method::GET,
+            "/accounts/acc-1/balances",
+            None,
+            None,
+        ),
         ("unknown", Method::GET, "/payments", None, None),
         ("public", Method::GET, "/health", Some("health"), None),
     ];
@@ -55,7 +99,11 @@ fn routes_match_by_method_and_template() {
         let got = set.lookup(method, path);
         assert_eq!(got.as_ref().map(|m| &*m.route.name), *want, "{name}");
         if let Some(p) = param {
-            assert_eq!(got.and_then(|m| m.params.get("account_id")), Some(*p), "{name}");
+            assert_eq!(
+                got.and_then(|m| m.params.get("account_id")),
+                Some(*p),
+                "{name}"
+            );
         }
     }
     let upd = set.lookup(&Method::PUT, "/accounts/a").expect("route");
@@ -67,16 +115,69 @@ fn routes_match_by_method_and_template() {
 #[test]
 fn policy_errors_are_located() {
     let cases: &[(&str, String, &str, Option<usize>)] = &[
-        ("unknown key", ACCOUNTS.replace("    path: /accounts\n", "    path: /accounts\n    scope: [x]\n"), "routes[0].scope", Some(10)),
-        ("bad binding", ACCOUNTS.replace("binding: dpop", "binding: dpopp"), "routes[3].binding", Some(20)),
-        ("bad method", ACCOUNTS.replace("method: PUT", "method: put"), "routes[3] (update-account).method", Some(16)),
-        ("duplicate method+path", ACCOUNTS.replace("path: /accounts/special", "path: /accounts/{account_id}"), "routes[2] (special).path", Some(13)),
-        ("ambiguous params", ACCOUNTS.replace("path: /accounts/special", "path: /accounts/{id}"), "route \"special\": path", Some(13)),
-        ("unnormalized template", ACCOUNTS.replace("path: /health", "path: /a//health"), "routes[4] (health).path", Some(21)),
-        ("partial param", ACCOUNTS.replace("path: /health", "path: /h{x}"), "routes[4] (health).path", Some(21)),
-        ("public with scopes", ACCOUNTS.replace("    public: true", "    public: true\n    scopes: [x]"), "routes[4] (health).public", Some(21)),
-        ("duplicate name", ACCOUNTS.replace("name: special", "name: get-account"), "routes[2] (get-account).name", Some(10)),
-        ("bad scope", ACCOUNTS.replace("[accounts, accounts:write]", "[\"a b\"]"), "routes[3] (update-account).scopes", Some(16)),
+        (
+            "unknown key",
+            ACCOUNTS.replace(
+                "    path: /accounts\n",
+                "    path: /accounts\n    scope: [x]\n",
+            ),
+            "routes[0].scope",
+            Some(10),
+        ),
+        (
+            "bad binding",
+            ACCOUNTS.replace("binding: dpop", "binding: dpopp"),
+            "routes[3].binding",
+            Some(20),
+        ),
+        (
+            "bad method",
+            ACCOUNTS.replace("method: PUT", "method: put"),
+            "routes[3] (update-account).method",
+            Some(16),
+        ),
+        (
+            "duplicate method+path",
+            ACCOUNTS.replace("path: /accounts/special", "path: /accounts/{account_id}"),
+            "routes[2] (special).path",
+            Some(13),
+        ),
+        (
+            "ambiguous params",
+            ACCOUNTS.replace("path: /accounts/special", "path: /accounts/{id}"),
+            "route \"special\": path",
+            Some(13),
+        ),
+        (
+            "unnormalized template",
+            ACCOUNTS.replace("path: /health", "path: /a//health"),
+            "routes[4] (health).path",
+            Some(21),
+        ),
+        (
+            "partial param",
+            ACCOUNTS.replace("path: /health", "path: /h{x}"),
+            "routes[4] (health).path",
+            Some(21),
+        ),
+        (
+            "public with scopes",
+            ACCOUNTS.replace("    public: true", "    public: true\n    scopes: [x]"),
+            "routes[4] (health).public",
+            Some(21),
+        ),
+        (
+            "duplicate name",
+            ACCOUNTS.replace("name: special", "name: get-account"),
+            "routes[2] (get-account).name",
+            Some(10),
+        ),
+        (
+            "bad scope",
+            ACCOUNTS.replace("[accounts, accounts:write]", "[\"a b\"]"),
+            "routes[3] (update-account).scopes",
+            Some(16),
+        ),
     ];
     for (name, src, field, line) in cases {
         let errs = compile(&[("p.yaml", src)]).expect_err(name);
@@ -89,10 +190,18 @@ fn policy_errors_are_located() {
 #[test]
 fn apis_must_be_unique_and_routes_cannot_collide_across_files() {
     let errs = compile(&[("a.yaml", ACCOUNTS), ("b.yaml", ACCOUNTS)]).expect_err("dup api");
-    assert!(errs[0].message.contains("already defined in a.yaml"), "{}", errs[0]);
+    assert!(
+        errs[0].message.contains("already defined in a.yaml"),
+        "{}",
+        errs[0]
+    );
     let other = ACCOUNTS.replace("api: accounts", "api: other");
     let errs = compile(&[("a.yaml", ACCOUNTS), ("b.yaml", &other)]).expect_err("collide");
-    assert!(errs[0].message.contains("already defined by route"), "{}", errs[0]);
+    assert!(
+        errs[0].message.contains("already defined by route"),
+        "{}",
+        errs[0]
+    );
 }
 
 #[test]

@@ -130,9 +130,20 @@ impl JwksStore {
     fn lookup(&self, kid: Option<&str>, alg: Algorithm) -> Option<Vec<Arc<Key>>> {
         let set = self.current.load_full()?;
         let found: Vec<Arc<Key>> = match kid {
-            Some(k) => set.by_kid.get(k).filter(|key| key.fits(alg)).cloned().into_iter().collect(),
+            Some(k) => set
+                .by_kid
+                .get(k)
+                .filter(|key| key.fits(alg))
+                .cloned()
+                .into_iter()
+                .collect(),
             // No `kid`: every key that fits the algorithm is a candidate (bounded by MAX_KEYS).
-            None => set.all.iter().filter(|key| key.fits(alg)).cloned().collect(),
+            None => set
+                .all
+                .iter()
+                .filter(|key| key.fits(alg))
+                .cloned()
+                .collect(),
         };
         (!found.is_empty()).then_some(found)
     }
@@ -208,7 +219,10 @@ fn parse_jwks(v: &Value) -> Result<KeySet, FetchError> {
         if k.get("d").is_some() {
             return Err(FetchError::Invalid("JWKS contains a private key".into()));
         }
-        if k.get("use").and_then(Value::as_str).is_some_and(|u| u != "sig") {
+        if k.get("use")
+            .and_then(Value::as_str)
+            .is_some_and(|u| u != "sig")
+        {
             continue;
         }
         let Ok(jwk) = serde_json::from_value::<Jwk>(k.clone()) else {

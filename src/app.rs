@@ -1,0 +1,76 @@
+//! `fapi-guard run`: load, start, serve until SIGTERM/SIGINT, drain.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::http_client::HttpsClient;
+use crate::policy::PolicySet;
+use crate::proxy::Guard;
+use crate::{reload, server};
+
+/// A startup failure; printed as one line, exit code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    Start(#[from] server::StartError),
+}
+
+/// Loads the configuration and policies and builds the guard (no sockets yet).
+pub fn build(config: Config, clock: Clock) -> Result<Arc<Guard>, AppError> {
+    let policies = PolicySet::load(&config.policy_paths).map_err(|errs| {
+        AppError::Config(
+            errs.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+    })?;
+    let http = HttpsClient::new().map_err(AppError::Config)?;
+    Ok(Arc::new(Guard::new(
+        Arc::new(config),
+        policies,
+        http,
+        clock,
+    )))
+}
+
+pub async fn run(config_file: &Path) -> Result<(), AppError> {
+    let config = Config::load(config_file).map_err(|e| AppError::Config(e.to_string()))?;
+    let guard = build(config, Clock::system())?;
+    guard.tokens().spawn_refresh();
+    let grace = guard.config().listen.limits.request_timeout;
+    let running = server::start(guard.clone(), grace).await?;
+    let _watcher = reload::watch(guard.clone(), guard.config().policy_paths.clone())
+        .map_err(|e| tracing::warn!(error = %e, "policy watch unavailable; reload needs a restart"))
+        .ok();
+    shutdown_signal().await;
+    tracing::info!("shutdown requested; draining");
+    running.shutdown(grace).await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,114 @@
+//! The command line (spec §3). Exit codes: 0 success, 1 check failure, 2 usage/configuration.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::policy::PolicySet;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "fapi-guard",
+    version,
+    about = "FAPI 2.0 enforcing sidecar proxy"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy (the main job).
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Self-contained tour: sample upstream and issuer, scripted requests, printed decisions.
+    Demo {
+        /// Keep running after the script and print how to call it.
+        #[arg(long)]
+        serve: bool,
+    },
+    /// Policy tools for API owners.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Print the version.
+    Version,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Parse and compile policy files; errors as FILE:LINE:COL: FIELD: message.
+    Check {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Run { config } => block_on(async move {
+            match crate::app::run(&config).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("fapi-guard: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }),
+        Command::Demo { serve } => block_on(async move {
+            match crate::demo::run(serve).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("fapi-guard demo: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }),
+        Command::Policy {
+            command: PolicyCommand::Check { paths },
+        } => policy_check(&paths),
+        Command::Version => {
+            println!("fapi-guard {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn policy_check(paths: &[PathBuf]) -> ExitCode {
+    match PolicySet::load(paths) {
+        Ok(set) => {
+            println!(
+                "ok: {} api(s), {} route(s), revision {}",
+                set.apis().len(),
+                set.routes().len(),
+                set.revision()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errs) => {
+            for e in errs {
+                eprintln!("{e}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn block_on<F: std::future::Future<Output = ExitCode>>(f: F) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(f),
+        Err(e) => {
+            eprintln!("fapi-guard: cannot start the runtime: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! The demo's scripted client: mints tokens, sends requests through the proxy, prints a table.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+
+use super::issuer::{AUDIENCE, ISSUER, SigningKey};
+
+const ACCOUNTS: &str = "/open-banking/v4.0/aisp/accounts";
+const PAYMENTS: &str = "/open-banking/v4.0/pisp/domestic-payments";
+
+/// One scripted request and what a correct proxy must answer.
+struct Step {
+    label: &'static str,
+    method: Method,
+    path: String,
+    headers: Vec<(&'static str, String)>,
+    body: Option<&'static str>,
+    expect: &'static str,
+}
+
+fn now() -> i64 {
+    crate::clock::Clock::system().now_unix()
+}
+
+/// Claims for an access token; `edit` adjusts the defaults.
+fn claims(scope: &str, edit: impl FnOnce(&mut Value)) -> Value {
+    let t = now();
+    let mut c = json!({
+        "iss": ISSUER, "sub": "psu-9", "aud": AUDIENCE, "client_id": "tpp-1",
+        "scope": scope, "iat": t, "exp": t + 300,
+        "jti": uuid::Uuid::new_v4().to_string(),
+    });
+    edit(&mut c);
+    c
+}
+
+fn token(key: &SigningKey, c: &Value) -> Result<String, String> {
+    key.sign("at+jwt", c, false)
+}
+
+fn steps(as_key: &SigningKey) -> Result<Vec<Step>, String> {
+    let forger = SigningKey::generate("demo-as-1")?;
+    let bearer = |t: &str| vec![("authorization", format!("Bearer {t}"))];
+    let unbound = token(as_key, &claims("accounts", |_| {}))?;
+    let expired = token(
+        as_key,
+        &claims("accounts", |c| {
+            c["iat"] = json!(now() - 900);
+            c["exp"] = json!(now() - 600);
+        }),
+    )?;
+    let wrong_aud = token(
+        as_key,
+        &claims("accounts", |c| c["aud"] = json!("https://other.example")),
+    )?;
+    let forged = token(&forger, &claims("accounts", |_| {}))?;
+    let step = |label, method, path: &str, headers, expect| Step {
+        label,
+        method,
+        path: path.to_owned(),
+        headers,
+        body: None,
+        expect,
+    };
+    Ok(vec![
+        step(
+            "public health probe",
+            Method::GET,
+            "/health",
+            vec![],
+            "allow",
+        ),
+        step("no token", Method::GET, ACCOUNTS, vec![], "token_missing"),
+        step(
+            "unbound bearer token",
+            Method::GET,
+            ACCOUNTS,
+            bearer(&unbound),
+            "binding_missing",
+        ),
+        step(
+            "expired token",
+            Method::GET,
+            ACCOUNTS,
+            bearer(&expired),
+            "token_expired",
+        ),
+        step(
+            "wrong audience",
+            Method::GET,
+            ACCOUNTS,
+            bearer(&wrong_aud),
+            "token_audience_mismatch",
+        ),
+        step(
+            "token signed by another key",
+            Method::GET,
+            ACCOUNTS,
+            bearer(&forged),
+            "token_signature_invalid",
+        ),
+        step(
+            "unknown route",
+            Method::GET,
+            "/admin/users",
+            bearer(&unbound),
+            "route_not_found",
+        ),
+        step(
+            "token in the query string",
+            Method::GET,
+            &format!("{ACCOUNTS}?access_token={unbound}"),
+            vec![],
+            "request_malformed",
+        ),
+        step(
+            "encoded dot-dot path",
+            Method::GET,
+            &format!("{ACCOUNTS}/%2e%2e/x"),
+            bearer(&unbound),
+            "request_malformed",
+        ),
+        step(
+            "two Authorization headers",
+            Method::GET,
+            ACCOUNTS,
+            {
+                let mut h = bearer(&unbound);
+                h.extend(bearer(&unbound));
+                h
+            },
+            "request_malformed",
+        ),
+        Step {
+            body: Some(
+                r#"{"Data":{"Initiation":{"InstructedAmount":{"Amount":"10.00","Currency":"GBP"}}}}"#,
+            ),
+            ..step(
+                "payment with an accounts token",
+                Method::POST,
+                PAYMENTS,
+                bearer(&unbound),
+                "binding_missing",
+            )
+        },
+    ])
+}
+
+/// Runs the script; the table on success, an error if any step got an unexpected answer.
+pub async fn run(proxy: SocketAddr, as_key: &SigningKey) -> Result<String, String> {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
+        .build(hyper_util::client::legacy::connect::HttpConnector::new());
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<3} {:<34} {:<6} {:<6} {:<26} {}",
+        "#", "request", "status", "result", "reason", "check"
+    );
+    let mut failures = 0;
+    for (i, s) in steps(as_key)?.into_iter().enumerate() {
+        let mut req = Request::builder()
+            .method(s.method.clone())
+            .uri(format!("http://{proxy}{}", s.path));
+        for (k, v) in &s.headers {
+            req = req.header(*k, v.as_str());
+        }
+        if s.body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        let req = req
+            .body(Full::new(Bytes::from_static(
+                s.body.unwrap_or("").as_bytes(),
+            )))
+            .map_err(|e| e.to_string())?;
+        let resp = client
+            .request(req)
+            .await
+            .map_err(|e| format!("{}: {e}", s.label))?;
+        let status = resp.status().as_u16();
+        let headers: HeaderMap = resp.headers().clone();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        let reason = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v.get("reason").and_then(Value::as_str).map(str::to_owned));
+        let (result, reason) = match reason {
+            Some(r) => ("deny", r),
+            None => ("allow", "-".to_owned()),
+        };
+        let got = if result == "allow" {
+            "allow"
+        } else {
+            reason.as_str()
+        };
+        let ok = got == s.expect && headers.contains_key("x-fapi-interaction-id");
+        if !ok {
+            failures += 1;
+        }
+        let _ = writeln!(
+            out,
+            "{:<3} {:<34} {:<6} {:<6} {:<26} {}",
+            i + 1,
+            s.label,
+            status,
+            result,
+            reason,
+            if ok { "ok" } else { "UNEXPECTED" }
+        );
+    }
+    if failures > 0 {
+        return Err(format!(
+            "{out}\n{failures} step(s) did not get the expected answer"
+        ));
+    }
+    Ok(out)
+}
+
+pub fn print_serve_help(proxy: SocketAddr, as_key: &SigningKey) -> Result<(), String> {
+    let t = token(
+        as_key,
+        &claims("accounts", |c| c["exp"] = json!(now() + 600)),
+    )?;
+    println!();
+    println!("The demo keeps running (Ctrl-C to stop). Try:");
+    println!("  curl -i http://{proxy}/health");
+    println!("  curl -i -H 'Authorization: Bearer {t}' http://{proxy}{ACCOUNTS}");
+    Ok(())
+}

@@ -1,0 +1,88 @@
+//! Forwarding an allowed request to the upstream over a pooled keep-alive client, streaming
+//! bodies both ways.
+
+use std::time::Duration;
+
+use http::{Request, Response, Uri, Version};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::config::UpstreamSettings;
+use crate::response::Body;
+
+/// Why the upstream did not answer. The decision was already made; these end in 502/504.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("upstream unreachable")]
+    Connect,
+    #[error("upstream timed out")]
+    Timeout,
+    #[error("upstream failed")]
+    Protocol,
+}
+
+impl UpstreamError {
+    /// Metric label for `fapi_guard_upstream_errors_total{kind}`.
+    pub const fn kind(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Timeout => "timeout",
+            Self::Protocol => "protocol",
+        }
+    }
+}
+
+pub struct Upstream {
+    client: Client<HttpConnector, Body>,
+    origin: String,
+    prefix: String,
+    timeout: Duration,
+}
+
+impl Upstream {
+    pub fn new(s: &UpstreamSettings) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(s.connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        Self {
+            client,
+            origin: s.origin.clone(),
+            prefix: s.path_prefix.clone(),
+            timeout: s.timeout,
+        }
+    }
+
+    /// The upstream URI for a normalized path and the raw query (forwarded unchanged).
+    pub fn uri(&self, path: &str, query: Option<&str>) -> Option<Uri> {
+        let mut s = String::with_capacity(
+            self.origin.len() + self.prefix.len() + path.len() + query.map_or(0, |q| q.len() + 1),
+        );
+        s.push_str(&self.origin);
+        s.push_str(&self.prefix);
+        s.push_str(path);
+        if let Some(q) = query {
+            s.push('?');
+            s.push_str(q);
+        }
+        s.parse().ok()
+    }
+
+    /// Sends the request; the response head must arrive within `upstream.timeout`, the body
+    /// then streams.
+    pub async fn send(&self, mut req: Request<Body>) -> Result<Response<Incoming>, UpstreamError> {
+        // The pooled client speaks HTTP/1.1 to the API beside us, whatever the client spoke.
+        *req.version_mut() = Version::HTTP_11;
+        match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+            Err(_) => Err(UpstreamError::Timeout),
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Connect),
+            Ok(Err(_)) => Err(UpstreamError::Protocol),
+        }
+    }
+}
