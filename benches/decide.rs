@@ -1,1 +1,135 @@
-fn main() {}
+//! The warm hot path (route match + cached token + binding + scope) and the crypto floor it
+//! avoids. Ratios within one run are what to compare; absolute numbers drift on shared machines.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::Method;
+use serde_json::json;
+
+use fapi_guard::clock::Clock;
+use fapi_guard::config::Config;
+use fapi_guard::decide::{AuthScheme, DpopFact, Facts, TokenFact, decide};
+use fapi_guard::demo::SigningKey;
+use fapi_guard::http_client::HttpsClient;
+use fapi_guard::path;
+use fapi_guard::policy::PolicySet;
+use fapi_guard::token::{self, TokenVerifier};
+
+const CERT: [u8; 32] = [7u8; 32];
+
+struct Setup {
+    verifier: TokenVerifier,
+    policies: PolicySet,
+    token: String,
+    _dir: tempfile::TempDir,
+}
+
+fn setup(rt: &tokio::runtime::Runtime) -> Setup {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = SigningKey::generate("bench").expect("key");
+    std::fs::write(
+        dir.path().join("jwks.json"),
+        json!({"keys": [key.jwk]}).to_string(),
+    )
+    .expect("jwks");
+    let cfg = Config::from_yaml(
+        &dir.path().join("config.yaml"),
+        "listen: {public_url: 'https://api.bank.example'}\nupstream: {url: 'http://127.0.0.1:1'}\n\
+         issuers: [{issuer: 'https://as', jwks_file: jwks.json, audiences: ['https://api.bank.example']}]\n\
+         policies: [x]\n",
+    )
+    .expect("config");
+    let policies = PolicySet::load(&[concat!(env!("CARGO_MANIFEST_DIR"), "/policies").into()])
+        .expect("policies");
+    let now = Clock::system().now_unix();
+    let x5t = base64_url(&CERT);
+    let claims = json!({"iss": "https://as", "sub": "psu-9", "aud": "https://api.bank.example",
+        "client_id": "tpp-1", "scope": "accounts openid", "iat": now, "exp": now + 600,
+        "jti": "bench-1", "cnf": {"x5t#S256": x5t}});
+    let token = key.sign("at+jwt", &claims, false).expect("sign");
+    let verifier = TokenVerifier::new(
+        &cfg.issuers,
+        10_000,
+        HttpsClient::new().expect("client"),
+        Clock::system(),
+    );
+    rt.block_on(async {
+        verifier.issuers()[0]
+            .keys
+            .refresh_now()
+            .await
+            .expect("keys");
+        verifier
+            .verify(&token, token::digest(&token))
+            .await
+            .expect("valid token");
+    });
+    Setup {
+        verifier,
+        policies,
+        token,
+        _dir: dir,
+    }
+}
+
+fn base64_url(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+fn benches(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let s = setup(&rt);
+    let request_path = "/open-banking/v4.0/aisp/accounts/acc-1/balances";
+
+    c.bench_function(
+        "warm_path (normalize + route + cached token + decide)",
+        |b| {
+            b.iter(|| {
+                let norm = path::normalize(black_box(request_path)).expect("path");
+                let m = s.policies.lookup(&Method::GET, &norm).expect("route");
+                let t = s
+                    .verifier
+                    .cached(&token::digest(black_box(&s.token)))
+                    .expect("cached");
+                let facts = Facts {
+                    now: 1,
+                    scheme: AuthScheme::Bearer,
+                    token: TokenFact::Verified(&t),
+                    dpop: DpopFact::Absent,
+                    client_cert_sha256: Some(&CERT),
+                };
+                black_box(decide(&facts, m.route))
+            })
+        },
+    );
+
+    let m = s
+        .policies
+        .lookup(&Method::GET, request_path)
+        .expect("route");
+    let route = Arc::clone(m.route);
+    let t = s.verifier.cached(&token::digest(&s.token)).expect("cached");
+    c.bench_function("decide only", |b| {
+        let facts = Facts {
+            now: Clock::system().now_unix(),
+            scheme: AuthScheme::Bearer,
+            token: TokenFact::Verified(&t),
+            dpop: DpopFact::Absent,
+            client_cert_sha256: Some(&CERT),
+        };
+        b.iter(|| black_box(decide(black_box(&facts), &route)))
+    });
+
+    c.bench_function("cold token verification (ES256 signature + parse)", |b| {
+        b.iter(|| {
+            rt.block_on(s.verifier.verify(black_box(&s.token), [0u8; 32]))
+                .expect("valid")
+        })
+    });
+}
+
+criterion_group!(decide_benches, benches);
+criterion_main!(decide_benches);
