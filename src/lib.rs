@@ -1,5 +1,6 @@
 //! fapi-guard: a sidecar reverse proxy enforcing FAPI 2.0 resource-server security.
 
+pub mod audit;
 pub mod clock;
 pub mod duration;
 pub mod metrics;
