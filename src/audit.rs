@@ -13,6 +13,7 @@
 pub mod chain;
 pub mod config;
 pub mod record;
+pub mod verify;
 
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ pub use config::{AuditConfig, AuditSettings, Durability, SinkSettings};
 pub use record::{
     Actor, AuditRecord, ConsentInfo, RecordKind, RevocationInfo, TokenInfo, Verdict, token_digest,
 };
+pub use verify::{VerifyFailure, VerifySummary, run_cli, verify_files};
 
 /// Why a record was not written. Every one of these is counted in
 /// `fapi_guard_audit_failures_total`; with `before_forward` the proxy answers 503 (spec §8).
