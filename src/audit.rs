@@ -13,7 +13,9 @@
 pub mod chain;
 pub mod config;
 pub mod record;
+mod sink;
 pub mod verify;
+mod writer;
 
 use std::time::Duration;
 
@@ -22,6 +24,7 @@ pub use record::{
     Actor, AuditRecord, ConsentInfo, RecordKind, RevocationInfo, TokenInfo, Verdict, token_digest,
 };
 pub use verify::{VerifyFailure, VerifySummary, run_cli, verify_files};
+pub use writer::AuditLog;
 
 /// Why a record was not written. Every one of these is counted in
 /// `fapi_guard_audit_failures_total`; with `before_forward` the proxy answers 503 (spec §8).
@@ -41,3 +44,6 @@ pub enum AuditError {
     #[error("audit writer could not start: {0}")]
     Start(String),
 }
+
+#[cfg(test)]
+mod tests;

@@ -268,14 +268,16 @@ fn json_strings(v: &serde_json::Value, out: &mut Vec<String>) {
 #[test]
 fn dashboard_and_alerts_only_use_exported_metrics() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
-    let dashboard_text = std::fs::read_to_string(root.join("grafana/fapi-guard.json")).unwrap();
-    let alerts_text = std::fs::read_to_string(root.join("prometheus/alerts.yaml")).unwrap();
+    let dashboard_text =
+        std::fs::read_to_string(root.join("grafana/fapi-guard.json")).expect("dashboard file");
+    let alerts_text =
+        std::fs::read_to_string(root.join("prometheus/alerts.yaml")).expect("alerts file");
 
-    let dashboard: serde_json::Value = serde_json::from_str(&dashboard_text).unwrap();
-    let alerts: serde_json::Value = serde_yaml::from_str(&alerts_text).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&dashboard_text).expect("valid JSON");
+    let alerts: serde_json::Value = serde_yaml::from_str(&alerts_text).expect("valid YAML");
 
     // Shape: panels with Prometheus targets on the DS_PROMETHEUS variable; rule groups.
-    let panels = dashboard["panels"].as_array().unwrap();
+    let panels = dashboard["panels"].as_array().expect("array");
     assert!(panels.len() >= 8, "dashboard has {} panels", panels.len());
     for p in panels.iter().filter(|p| p["type"] != "row") {
         assert_eq!(
@@ -284,16 +286,16 @@ fn dashboard_and_alerts_only_use_exported_metrics() {
             p["title"]
         );
         assert!(
-            !p["targets"].as_array().unwrap().is_empty(),
+            !p["targets"].as_array().expect("array").is_empty(),
             "panel {}",
             p["title"]
         );
     }
     let rules: Vec<&serde_json::Value> = alerts["groups"]
         .as_array()
-        .unwrap()
+        .expect("groups list")
         .iter()
-        .flat_map(|g| g["rules"].as_array().unwrap())
+        .flat_map(|g| g["rules"].as_array().expect("array"))
         .collect();
     for wanted in [
         "FapiGuardAuditFailures",
