@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod audit;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -9,6 +10,7 @@ pub mod decide;
 pub mod demo;
 pub mod duration;
 pub mod http_client;
+pub mod metrics;
 pub mod path;
 pub mod policy;
 pub mod proxy;

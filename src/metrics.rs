@@ -1,0 +1,293 @@
+//! Prometheus metrics: exactly the names, types and labels of spec §9, on a registry owned by
+//! this handle (no global registry, so every test builds its own and runs in parallel).
+//!
+//! **Label values** must come only from compiled route names, configured issuers and the fixed
+//! codes of this crate (deny reasons, cache names, result words) — never from request data
+//! (spec §9). A client-controlled label value would let any caller grow the series set without
+//! bound and exhaust the sidecar's memory.
+
+use std::sync::Mutex;
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// `decision` label: the request was forwarded.
+pub const DECISION_ALLOW: &str = "allow";
+/// `decision` label: the request was refused.
+pub const DECISION_DENY: &str = "deny";
+/// `decision` label: a policy in `mode: audit` would have refused the request; it was forwarded
+/// (spec §5 `mode`). Kept apart from `deny` so audit-mode rollouts do not page anyone.
+pub const DECISION_AUDIT_DENY: &str = "audit_deny";
+/// `reason` label of an allowed request (an empty value would read as "label absent").
+pub const REASON_NONE: &str = "none";
+
+/// Decision latency is the pure `decide` call plus fact gathering from warm caches: microseconds.
+const DECISION_BUCKETS: &[f64] = &[
+    0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005,
+    0.01, 0.025, 0.05,
+];
+/// Whole request including the upstream: milliseconds to the 30 s request timeout (spec §4).
+const REQUEST_BUCKETS: &[f64] = &[
+    0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+/// Revocations must take effect within a second across replicas (spec §1).
+const LAG_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// Every metric of spec §9. Cheap to share behind an `Arc`; all handles are internally atomic.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub decision_duration: HistogramVec,
+    pub request_duration: HistogramVec,
+    pub upstream_errors: IntCounterVec,
+    pub cache_requests: IntCounterVec,
+    pub dpop_replays: IntCounter,
+    pub revocations: IntCounterVec,
+    pub revocation_lag: Histogram,
+    pub policy_reloads: IntCounterVec,
+    pub policy_info: IntGaugeVec,
+    pub audit_records: IntCounter,
+    pub audit_failures: IntCounter,
+    pub jwks_refreshes: IntCounterVec,
+    /// The revision currently exported by `fapi_guard_policy_info`, so a new one replaces it.
+    current_revision: Mutex<Option<String>>,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let m = Self {
+            requests: counter_vec(
+                "fapi_guard_requests_total",
+                "Decisions by API, route, decision and deny reason.",
+                &["api", "route", "decision", "reason"],
+            ),
+            decision_duration: histogram_vec(
+                "fapi_guard_decision_duration_seconds",
+                "Time to reach a decision, excluding the upstream.",
+                &["api", "route"],
+                DECISION_BUCKETS,
+            ),
+            request_duration: histogram_vec(
+                "fapi_guard_request_duration_seconds",
+                "Whole request duration including the upstream.",
+                &["api", "route"],
+                REQUEST_BUCKETS,
+            ),
+            upstream_errors: counter_vec(
+                "fapi_guard_upstream_errors_total",
+                "Upstream failures by kind.",
+                &["kind"],
+            ),
+            cache_requests: counter_vec(
+                "fapi_guard_cache_requests_total",
+                "Cache lookups by cache (token, jwks, consent, introspection) and result (hit, miss).",
+                &["cache", "result"],
+            ),
+            dpop_replays: counter(
+                "fapi_guard_dpop_replays_total",
+                "DPoP proofs refused because their jti was already seen.",
+            ),
+            revocations: counter_vec(
+                "fapi_guard_revocations_total",
+                "Revocations applied, by source (ssf, admin, redis) and kind.",
+                &["source", "kind"],
+            ),
+            revocation_lag: histogram(
+                "fapi_guard_revocation_lag_seconds",
+                "Time from the revocation event to its enforcement on this replica.",
+                LAG_BUCKETS,
+            ),
+            policy_reloads: counter_vec(
+                "fapi_guard_policy_reloads_total",
+                "Policy reloads by result (ok, error).",
+                &["result"],
+            ),
+            policy_info: gauge_vec(
+                "fapi_guard_policy_info",
+                "The policy revision in force (value is always 1).",
+                &["revision"],
+            ),
+            audit_records: counter(
+                "fapi_guard_audit_records_total",
+                "Audit records written to the sink.",
+            ),
+            audit_failures: counter(
+                "fapi_guard_audit_failures_total",
+                "Audit records that could not be written (must stay 0).",
+            ),
+            jwks_refreshes: counter_vec(
+                "fapi_guard_jwks_refreshes_total",
+                "JWKS refreshes by issuer and result (ok, error).",
+                &["issuer", "result"],
+            ),
+            current_revision: Mutex::new(None),
+            registry,
+        };
+        m.register_all();
+        m
+    }
+
+    /// Prometheus text exposition format, for the admin `/metrics` endpoint (spec §4, §9).
+    pub fn encode(&self) -> String {
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_else(|e| format!("# encode error: {e}\n"))
+    }
+
+    /// One decision: counts it and records how long `decide` (and fact gathering) took.
+    /// `decision` is one of the `DECISION_*` constants, `reason` a `DenyReason::as_str()` or
+    /// [`REASON_NONE`]; `api`/`route` are compiled names (see the module docs).
+    pub fn observe_decision(
+        &self,
+        api: &str,
+        route: &str,
+        decision: &'static str,
+        reason: &'static str,
+        decide_seconds: f64,
+    ) {
+        self.requests
+            .with_label_values(&[api, route, decision, reason])
+            .inc();
+        self.decision_duration
+            .with_label_values(&[api, route])
+            .observe(decide_seconds);
+    }
+
+    /// The whole request, including the upstream round trip.
+    pub fn observe_request(&self, api: &str, route: &str, seconds: f64) {
+        self.request_duration
+            .with_label_values(&[api, route])
+            .observe(seconds);
+    }
+
+    /// `kind` is a fixed word such as `connect`, `timeout`, `protocol`.
+    pub fn upstream_error(&self, kind: &'static str) {
+        self.upstream_errors.with_label_values(&[kind]).inc();
+    }
+
+    /// `cache` is one of `token`, `jwks`, `consent`, `introspection` (spec §9).
+    pub fn cache_lookup(&self, cache: &'static str, hit: bool) {
+        let result = if hit { "hit" } else { "miss" };
+        self.cache_requests
+            .with_label_values(&[cache, result])
+            .inc();
+    }
+
+    pub fn dpop_replay(&self) {
+        self.dpop_replays.inc();
+    }
+
+    /// `source` is `ssf`, `admin` or `redis`; `kind` the revocation kind (`jti`, `subject`, …).
+    /// `lag_seconds` is event time → enforced here, when the event carries a time.
+    pub fn revocation(&self, source: &'static str, kind: &'static str, lag_seconds: Option<f64>) {
+        self.revocations.with_label_values(&[source, kind]).inc();
+        if let Some(lag) = lag_seconds {
+            self.revocation_lag.observe(lag.max(0.0));
+        }
+    }
+
+    pub fn policy_reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.policy_reloads.with_label_values(&[result]).inc();
+    }
+
+    /// Exports `fapi_guard_policy_info{revision} 1` and removes the previous revision's series,
+    /// so exactly one revision is in force at any time.
+    pub fn set_policy_revision(&self, revision: &str) {
+        // A poisoned lock only means another thread panicked mid-update; the Option is still valid.
+        let mut current = self
+            .current_revision
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(old) = current.as_deref() {
+            if old == revision {
+                return;
+            }
+            // Absent only if someone reset the vec by hand; nothing to remove then.
+            let _ = self.policy_info.remove_label_values(&[old]);
+        }
+        self.policy_info.with_label_values(&[revision]).set(1);
+        *current = Some(revision.to_owned());
+    }
+
+    pub fn audit_written(&self, records: u64) {
+        self.audit_records.inc_by(records);
+    }
+
+    pub fn audit_failed(&self, records: u64) {
+        self.audit_failures.inc_by(records);
+    }
+
+    /// `issuer` is a configured issuer identifier (bounded by the config file).
+    pub fn jwks_refresh(&self, issuer: &str, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.jwks_refreshes
+            .with_label_values(&[issuer, result])
+            .inc();
+    }
+
+    fn register_all(&self) {
+        let collectors: [Box<dyn prometheus::core::Collector>; 13] = [
+            Box::new(self.requests.clone()),
+            Box::new(self.decision_duration.clone()),
+            Box::new(self.request_duration.clone()),
+            Box::new(self.upstream_errors.clone()),
+            Box::new(self.cache_requests.clone()),
+            Box::new(self.dpop_replays.clone()),
+            Box::new(self.revocations.clone()),
+            Box::new(self.revocation_lag.clone()),
+            Box::new(self.policy_reloads.clone()),
+            Box::new(self.policy_info.clone()),
+            Box::new(self.audit_records.clone()),
+            Box::new(self.audit_failures.clone()),
+            Box::new(self.jwks_refreshes.clone()),
+        ];
+        for c in collectors {
+            // Invariant: a fresh registry and 13 distinct, valid names; registration cannot fail.
+            self.registry
+                .register(c)
+                .expect("metric names are unique and valid");
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+// The constructors below take names and buckets from this file only; `expect` documents the
+// invariant that they are valid Prometheus names / increasing buckets (checked by every test).
+
+fn counter(name: &str, help: &str) -> IntCounter {
+    IntCounter::new(name, help).expect("valid metric name")
+}
+
+fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric name and labels")
+}
+
+fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric name and labels")
+}
+
+fn histogram(name: &str, help: &str, buckets: &[f64]) -> Histogram {
+    Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
+        .expect("valid metric name and buckets")
+}
+
+fn histogram_vec(name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
+    HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+        labels,
+    )
+    .expect("valid metric name, labels and buckets")
+}
+
+#[cfg(test)]
+mod tests;
