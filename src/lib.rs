@@ -2,4 +2,5 @@
 
 pub mod clock;
 pub mod duration;
+pub mod jwk;
 pub mod reason;
