@@ -4,4 +4,5 @@ pub mod clock;
 pub mod dpop;
 pub mod duration;
 pub mod jwk;
+pub mod mtls;
 pub mod reason;
