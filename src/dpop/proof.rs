@@ -80,6 +80,7 @@ pub fn verify_proof(req: &ProofRequest<'_>, s: &DpopSettings) -> Result<Verified
         _ => return Err(DpopProofInvalid),
     };
     // Step 5: RFC 7515 §5.2 step 8, the signing input is the two encoded parts as sent.
+    // In bounds: both parts and the dot between them are a prefix of `req.proof`.
     let signing_input = &req.proof.as_bytes()[..header_b64.len() + 1 + claims_b64.len()];
     if !jwk.verify(alg, signing_input, &signature) {
         return Err(DpopProofInvalid);
