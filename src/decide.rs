@@ -4,9 +4,8 @@
 //!
 //! Check order follows spec §1: token validity, sender constraint, scope.
 
-use aws_lc_rs::constant_time::verify_slices_are_equal;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use crate::jwk::thumbprints_equal;
+use crate::mtls;
 
 use crate::policy::{Binding, Route};
 use crate::reason::DenyReason;
@@ -150,7 +149,7 @@ fn check_binding(
                 DpopFact::Rejected(r) => Err(r),
                 // RFC 9449 §7.1: the proof key's thumbprint must equal cnf.jkt.
                 DpopFact::Verified { jkt: proof_jkt } => {
-                    if verify_slices_are_equal(proof_jkt.as_bytes(), jkt.as_bytes()).is_ok() {
+                    if thumbprints_equal(proof_jkt, jkt) {
                         Ok(BoundBy::Dpop)
                     } else {
                         Err(DenyReason::DpopKeyMismatch)
@@ -166,17 +165,7 @@ fn check_binding(
             if !binding.allows_mtls() {
                 return Err(DenyReason::BindingMissing);
             }
-            let cert = f
-                .client_cert_sha256
-                .ok_or(DenyReason::MtlsCertificateMissing)?;
-            let mut want = [0u8; 32];
-            let ok = matches!(URL_SAFE_NO_PAD.decode_slice(x5t, &mut want), Ok(32))
-                && verify_slices_are_equal(&want, cert).is_ok();
-            if ok {
-                Ok(BoundBy::Mtls)
-            } else {
-                Err(DenyReason::MtlsCertificateMismatch)
-            }
+            mtls::check_binding(f.client_cert_sha256, x5t).map(|()| BoundBy::Mtls)
         }
         (None, None) => {
             if binding != Binding::UnboundAllowed {

@@ -1,9 +1,9 @@
 //! DPoP (RFC 9449) building blocks for a resource server: configuration, proof verification
 //! (§4.3, §7.1), `htu` normalization, stateless nonces (§8–§9) and replay detection (§11.1).
 //!
-//! Everything here is pure and synchronous. The caller extracts the header ([`single_proof`]),
-//! calls [`verify_proof`], then checks the key binding against the token's `cnf.jkt`
-//! ([`check_key_binding`]) and records the proof in a replay cache ([`check_replay`]).
+//! Everything here is pure and synchronous. The proxy reads the single `DPoP` header
+//! (`proxy::credentials::dpop_proof`), calls [`verify_proof`], records the proof in a replay
+//! cache ([`check_replay`]); `decide` compares the proof key with the token's `cnf.jkt`.
 
 pub mod htu;
 pub mod nonce;
@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::duration::HumanDuration;
-use crate::jwk::{JwsAlg, thumbprints_equal};
+use crate::jwk::JwsAlg;
 use crate::reason::DenyReason;
 
 pub use nonce::NonceIssuer;
@@ -160,26 +160,6 @@ impl DpopConfig {
             algorithms,
             nonce,
         })
-    }
-}
-
-/// RFC 9449 §4.3 step 1: exactly one `DPoP` header. None → `dpop_proof_missing`; several →
-/// `request_malformed` (spec §6); a value that is not visible ASCII → `dpop_proof_invalid`.
-pub fn single_proof(headers: &http::HeaderMap) -> Result<&str, DenyReason> {
-    let mut values = headers.get_all("dpop").iter();
-    let first = values.next().ok_or(DenyReason::DpopProofMissing)?;
-    if values.next().is_some() {
-        return Err(DenyReason::RequestMalformed);
-    }
-    first.to_str().map_err(|_| DenyReason::DpopProofInvalid)
-}
-
-/// RFC 9449 §7.1 / §6.1: the proof key must be the key the token is bound to.
-pub fn check_key_binding(proof: &VerifiedProof, cnf_jkt: &str) -> Result<(), DenyReason> {
-    if thumbprints_equal(&proof.jkt, cnf_jkt) {
-        Ok(())
-    } else {
-        Err(DenyReason::DpopKeyMismatch)
     }
 }
 

@@ -1,5 +1,5 @@
 //! DPoP proof verification: RFC 9449 §4.3 steps 2–11 (step 1, one header, is
-//! [`super::single_proof`]; the `cnf.jkt` comparison is [`super::check_key_binding`]).
+//! `proxy::credentials::dpop_proof`; the `cnf.jkt` comparison is in `decide`).
 //!
 //! Order: structure and header first (cheap), then the signature, then claims, so that a claim
 //! mismatch is only reported for a proof its key really signed. Deny reasons:

@@ -109,22 +109,6 @@ fn refusals_name_the_field() {
 }
 
 #[test]
-fn single_proof_header() {
-    let mut headers = http::HeaderMap::new();
-    assert_eq!(single_proof(&headers), Err(DenyReason::DpopProofMissing));
-    headers.insert("dpop", http::HeaderValue::from_static("a.b.c"));
-    assert_eq!(single_proof(&headers), Ok("a.b.c"));
-    headers.append("DPoP", http::HeaderValue::from_static("d.e.f"));
-    assert_eq!(single_proof(&headers), Err(DenyReason::RequestMalformed));
-    let mut headers = http::HeaderMap::new();
-    headers.insert(
-        "dpop",
-        http::HeaderValue::from_bytes(b"a.\xffb.c").expect("opaque value"),
-    );
-    assert_eq!(single_proof(&headers), Err(DenyReason::DpopProofInvalid));
-}
-
-#[test]
 fn replayed_proof_is_refused() {
     let key = TestKey::p256();
     let now = 1_700_000_000;
