@@ -13,6 +13,7 @@ use fapi_guard::config::Config;
 use fapi_guard::decide::{AuthScheme, DpopFact, Facts, TokenFact, decide};
 use fapi_guard::demo::SigningKey;
 use fapi_guard::http_client::HttpsClient;
+use fapi_guard::metrics::Metrics;
 use fapi_guard::path;
 use fapi_guard::policy::PolicySet;
 use fapi_guard::token::{self, TokenVerifier};

@@ -1,4 +1,4 @@
-//! The admin listener (spec §4): `/healthz`, `/readyz`; bind it to localhost or a pod-internal
+//! The admin listener (spec §4): `/healthz`, `/readyz`, `/metrics`; bind it to localhost or a pod-internal
 //! port.
 
 use std::convert::Infallible;
@@ -47,6 +47,14 @@ fn route<B>(guard: &Guard, req: &Request<B>) -> Response<Body> {
             } else {
                 text(StatusCode::SERVICE_UNAVAILABLE, "issuer keys not loaded\n")
             }
+        }
+        (&Method::GET, "/metrics") => {
+            let mut r = Response::new(full(guard.metrics().encode()));
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }

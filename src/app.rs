@@ -3,9 +3,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::audit::AuditLog;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::http_client::HttpsClient;
+use crate::metrics::Metrics;
 use crate::policy::PolicySet;
 use crate::proxy::Guard;
 use crate::{reload, server};
@@ -30,11 +32,12 @@ pub fn build(config: Config, clock: Clock) -> Result<Arc<Guard>, AppError> {
         )
     })?;
     let http = HttpsClient::new().map_err(AppError::Config)?;
+    let metrics = Arc::new(Metrics::new());
+    let audit = AuditLog::start(config.audit.clone(), metrics.clone(), clock.clone())
+        .map_err(|e| AppError::Config(e.to_string()))?;
+    let config = Arc::new(config);
     Ok(Arc::new(Guard::new(
-        Arc::new(config),
-        policies,
-        http,
-        clock,
+        config, policies, http, clock, metrics, audit,
     )))
 }
 
@@ -47,10 +50,30 @@ pub async fn run(config_file: &Path) -> Result<(), AppError> {
     let _watcher = reload::watch(guard.clone(), guard.config().policy_paths.clone())
         .map_err(|e| tracing::warn!(error = %e, "policy watch unavailable; reload needs a restart"))
         .ok();
+    spawn_reopen_on_hup(guard.clone());
     shutdown_signal().await;
     tracing::info!("shutdown requested; draining");
     running.shutdown(grace).await;
+    // Everything forwarded has its records queued; flush them before exiting.
+    let _ = tokio::time::timeout(grace, guard.audit().clone().shutdown()).await;
     Ok(())
+}
+
+/// SIGHUP: reopen the audit file (after an external logrotate moved it).
+fn spawn_reopen_on_hup(guard: Arc<Guard>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reopening the audit file");
+            guard.audit().reopen().await;
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = guard;
 }
 
 async fn shutdown_signal() {

@@ -36,8 +36,23 @@ pub enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Audit trail tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Print the version.
     Version,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Verify JSON, sequence and hash chain of audit files (given in chain order); names the
+    /// first broken line and exits 1.
+    Verify {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -73,6 +88,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Policy {
             command: PolicyCommand::Check { paths },
         } => policy_check(&paths),
+        Command::Audit {
+            command: AuditCommand::Verify { files },
+        } => ExitCode::from(u8::try_from(crate::audit::run_cli(&files)).unwrap_or(2)),
         Command::Version => {
             println!("fapi-guard {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS

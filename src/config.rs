@@ -3,6 +3,7 @@
 //! Unknown keys are refused with file:line:column and the field path, so a typo in a security
 //! setting fails at load and never at request time.
 
+mod cidr;
 mod raw;
 
 use std::net::SocketAddr;
@@ -13,6 +14,11 @@ use http::Uri;
 
 use jsonwebtoken::Algorithm;
 
+use crate::audit::AuditSettings;
+use crate::dpop::DpopSettings;
+use crate::mtls::ForwardedFormat;
+
+pub use cidr::Cidr;
 pub use raw::RawConfig;
 
 /// An asymmetric JWS algorithm we accept, by name; `none` and HS* are never accepted.
@@ -101,6 +107,8 @@ pub struct Config {
     pub issuers: Vec<IssuerSettings>,
     pub policy_paths: Vec<PathBuf>,
     pub token_cache_capacity: u64,
+    pub dpop: DpopSettings,
+    pub audit: AuditSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -110,6 +118,16 @@ pub struct ListenSettings {
     pub public_url: String,
     pub public_scheme: &'static str,
     pub limits: Limits,
+    pub forwarded_client_cert: Option<ForwardedCertSettings>,
+}
+
+/// Client certificates forwarded by a trusted TLS terminator (spec §4).
+#[derive(Debug, Clone)]
+pub struct ForwardedCertSettings {
+    pub header: http::HeaderName,
+    pub format: ForwardedFormat,
+    /// Only these peers may set the header; from anyone else it is stripped and ignored.
+    pub trusted_peers: Vec<Cidr>,
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -68,6 +68,13 @@ pub async fn run(serve: bool) -> Result<(), String> {
         let _ = tokio::signal::ctrl_c().await;
     }
     running.shutdown(Duration::from_secs(1)).await;
+    guard.audit().clone().shutdown().await;
+    if result.is_ok() {
+        match crate::audit::verify_files(&[dir.join("audit.jsonl")]) {
+            Ok(summary) => println!("\naudit trail (hash-chained, verified):\n{summary}"),
+            Err(e) => println!("\naudit trail failed verification: {e:?}"),
+        }
+    }
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
@@ -94,6 +101,9 @@ issuers:
     jwks_uri: http://{jwks}/jwks
     audiences: [{aud}]
     max_token_lifetime: 10m
+audit:
+  sink: file
+  path: audit.jsonl
 policies: [policies/]
 ",
         aud = issuer::AUDIENCE,

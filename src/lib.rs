@@ -21,4 +21,5 @@ pub mod reason;
 pub mod reload;
 pub mod response;
 pub mod server;
+pub mod tls;
 pub mod token;

@@ -1,10 +1,13 @@
 //! The single enforcement point: takes a request, snapshots the policy, gathers the facts
-//! (token from cache or JWKS, proof, certificate), calls the pure `decide`, then forwards or
-//! answers with the spec's denial.
+//! (token from cache or JWKS, DPoP proof, client certificate), calls the pure `decide`, writes the
+//! audit record, then forwards or answers with the spec's denial.
 
 pub mod credentials;
+mod evaluate;
 pub mod forward;
 pub mod headers;
+mod record;
+mod trace;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,17 +20,21 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
+use crate::audit::{AuditLog, Durability};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::decide::{self, AuthScheme, Decision, DpopFact, Facts, TokenFact};
+use crate::decide::{AuthScheme, Decision};
+use crate::dpop::MemoryReplayCache;
 use crate::http_client::HttpsClient;
+use crate::metrics::{self, Metrics};
 use crate::path;
 use crate::policy::{Mode, PolicySet, Route};
 use crate::reason::DenyReason;
 use crate::response::{self, Body, ChallengeContext, INTERACTION_ID};
-use crate::token::{self, TokenFailure, TokenVerifier, VerifiedToken};
+use crate::token::{TokenDigest, TokenVerifier, VerifiedToken};
 
 use forward::{Upstream, UpstreamError};
+use record::{Outcome, RequestInfo};
 
 /// What the server knows about the connection a request came on.
 #[derive(Debug, Clone)]
@@ -35,6 +42,8 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// SHA-256 of the verified client certificate (mTLS on this connection).
     pub client_cert_sha256: Option<[u8; 32]>,
+    /// Whether the connection is TLS (for `x-forwarded-proto`).
+    pub tls: bool,
 }
 
 /// Shared state of the proxy: one per process, behind an `Arc`.
@@ -44,6 +53,9 @@ pub struct Guard {
     tokens: TokenVerifier,
     upstream: Upstream,
     clock: Clock,
+    metrics: Arc<Metrics>,
+    audit: AuditLog,
+    replay: MemoryReplayCache,
     dpop_algs: String,
     draining: AtomicBool,
 }
@@ -53,8 +65,11 @@ pub struct Evaluation {
     pub route: Option<Arc<Route>>,
     pub decision: Decision,
     pub token: Option<Arc<VerifiedToken>>,
+    pub digest: Option<TokenDigest>,
     pub scheme: Option<AuthScheme>,
     pub decide_ns: u64,
+    /// A DPoP nonce to hand out (RFC 9449 §8.2), when nonces are required.
+    pub dpop_nonce: Option<String>,
 }
 
 impl Evaluation {
@@ -63,27 +78,64 @@ impl Evaluation {
             route: None,
             decision: Decision::Deny(reason),
             token: None,
+            digest: None,
             scheme,
             decide_ns: 0,
+            dpop_nonce: None,
+        }
+    }
+
+    /// `api`/`route` metric labels: compiled names only, `unmatched` before a route is known.
+    fn labels(&self) -> (&str, &str) {
+        match &self.route {
+            Some(r) => (&r.api, &r.name),
+            None => ("unmatched", "unmatched"),
+        }
+    }
+
+    /// Forward the request? Allowed ones, and denials on a route in `mode: audit`.
+    fn forwards(&self) -> bool {
+        match self.decision {
+            Decision::Allow(_) => true,
+            Decision::Deny(_) => self.route.as_ref().is_some_and(|r| r.mode == Mode::Audit),
         }
     }
 }
 
 impl Guard {
-    pub fn new(config: Arc<Config>, policies: PolicySet, http: HttpsClient, clock: Clock) -> Self {
+    pub fn new(
+        config: Arc<Config>,
+        policies: PolicySet,
+        http: HttpsClient,
+        clock: Clock,
+        metrics: Arc<Metrics>,
+        audit: AuditLog,
+    ) -> Self {
         let tokens = TokenVerifier::new(
             &config.issuers,
             config.token_cache_capacity,
             http,
             clock.clone(),
+            metrics.clone(),
         );
         let upstream = Upstream::new(&config.upstream);
+        let dpop_algs = config
+            .dpop
+            .algorithms
+            .iter()
+            .map(|a| a.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        metrics.set_policy_revision(policies.revision());
         Self {
-            dpop_algs: "PS256 ES256 EdDSA".to_owned(),
+            dpop_algs,
             policies: ArcSwap::from_pointee(policies),
             tokens,
             upstream,
             clock,
+            metrics,
+            audit,
+            replay: MemoryReplayCache::default(),
             config,
             draining: AtomicBool::new(false),
         }
@@ -97,11 +149,20 @@ impl Guard {
         &self.tokens
     }
 
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
     pub fn policies(&self) -> Arc<PolicySet> {
         self.policies.load_full()
     }
 
     pub fn replace_policies(&self, p: PolicySet) {
+        self.metrics.set_policy_revision(p.revision());
         self.policies.store(Arc::new(p));
     }
 
@@ -114,17 +175,18 @@ impl Guard {
     }
 
     /// Ready when issuer keys are loaded and we are not draining (policies are compiled before
-    /// the guard exists).
+    /// the guard exists; the state backend is in-process).
     pub fn is_ready(&self) -> bool {
         !self.is_draining() && self.tokens.all_keys_loaded()
     }
 
     /// Handles one request end to end. Never fails: every path ends in a response.
     pub async fn handle(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Body> {
-        let limits = self.config.listen.limits;
+        let started = Instant::now();
         let iid = interaction_id(req.headers());
-        match tokio::time::timeout(limits.request_timeout, self.handle_inner(req, conn, &iid)).await
-        {
+        let (trace_id, new_trace) = trace::trace_id(req.headers());
+        let work = self.handle_inner(req, conn, &iid, &trace_id, new_trace, started);
+        match tokio::time::timeout(self.config.listen.limits.request_timeout, work).await {
             Ok(resp) => resp,
             Err(_) => {
                 response::upstream_error(StatusCode::GATEWAY_TIMEOUT, "request_timeout", &iid)
@@ -137,176 +199,183 @@ impl Guard {
         req: Request<Incoming>,
         conn: &ConnInfo,
         iid: &str,
+        trace_id: &str,
+        new_trace: bool,
+        started: Instant,
     ) -> Response<Body> {
         let (mut parts, body) = req.into_parts();
         let policies = self.policies.load_full();
-        let limits = self.config.listen.limits;
+        let (body, early) = self.read_body_if_needed(&parts.headers, body).await;
+        let client_cert = self.client_cert(&mut parts.headers, conn);
+        let mut eval = match early {
+            Some(r) => Evaluation::early(r, None),
+            None => self.evaluate(&parts, &policies, client_cert.as_ref()).await,
+        };
+        let info = RequestInfo {
+            interaction_id: iid,
+            trace_id,
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            revision: policies.revision(),
+        };
+        let (api, route) = eval.labels();
+        let decision_label = match (eval.decision, eval.forwards()) {
+            (Decision::Allow(_), _) => metrics::DECISION_ALLOW,
+            (Decision::Deny(_), true) => metrics::DECISION_AUDIT_DENY,
+            (Decision::Deny(_), false) => metrics::DECISION_DENY,
+        };
+        let reason_label = match eval.decision {
+            Decision::Deny(r) => r.as_str(),
+            Decision::Allow(_) => metrics::REASON_NONE,
+        };
+        self.metrics.observe_decision(
+            api,
+            route,
+            decision_label,
+            reason_label,
+            eval.decide_ns as f64 / 1e9,
+        );
 
-        // Bodies are read only where a check needs them: a form body may carry an access token
-        // (RFC 6750 §2.2), which is refused.
-        let mut body: Body = body.boxed();
-        let mut early = None;
-        if headers::header_bytes(&parts.headers) > limits.max_header_bytes {
-            early = Some(DenyReason::HeadersTooLarge);
-        } else if content_length(&parts.headers).is_some_and(|n| n > limits.max_body_bytes as u64) {
-            early = Some(DenyReason::RequestTooLarge);
-        } else if is_form(&parts.headers) {
-            match Limited::new(body, limits.max_body_bytes).collect().await {
-                Ok(b) => {
-                    let bytes = b.to_bytes();
-                    if path::form_has_access_token(&bytes) {
-                        early = Some(DenyReason::RequestMalformed);
-                    }
-                    body = response::full(bytes);
-                }
-                Err(_) => {
-                    return self
-                        .respond_deny(&Evaluation::early(DenyReason::RequestTooLarge, None), iid);
-                }
+        if !eval.forwards() {
+            let resp = self.respond_deny(&eval, iid, trace_id);
+            self.audit.record_detached(record::decision(&eval, &info));
+            self.metrics
+                .observe_request(api, route, started.elapsed().as_secs_f64());
+            return resp;
+        }
+
+        // Spec §8: with `before_forward` no request reaches the API without its record.
+        let mut outcome = Outcome::new(&self.audit, &eval, &info, started);
+        if self.audit.durability() == Durability::BeforeForward {
+            if let Err(e) = self.audit.record(record::decision(&eval, &info)).await {
+                tracing::error!(interaction_id = iid, error = %e, "audit record not written; refusing");
+                outcome.disarm();
+                eval.decision = Decision::Deny(DenyReason::DependencyUnavailable);
+                eval.route = None;
+                return self.respond_deny(&eval, iid, trace_id);
             }
         }
 
-        let eval = match early {
-            Some(r) => Evaluation::early(r, None),
-            None => self.evaluate(&parts, &policies, conn).await,
+        let Some(uri) = path::normalize(parts.uri.path())
+            .ok()
+            .and_then(|p| self.upstream.uri(&p, parts.uri.query()))
+        else {
+            outcome.disarm();
+            eval.decision = Decision::Deny(DenyReason::RequestMalformed);
+            return self.respond_deny(&eval, iid, trace_id);
         };
-        let forward = match eval.decision {
-            Decision::Allow(_) => true,
-            // `mode: audit` forwards what would be denied (the record says so), except requests
-            // that matched no route or could not be parsed.
-            Decision::Deny(_) => eval.route.as_ref().is_some_and(|r| r.mode == Mode::Audit),
-        };
-        if !forward {
-            return self.respond_deny(&eval, iid);
-        }
-        let Ok(normalized) = path::normalize(parts.uri.path()) else {
-            return self.respond_deny(&Evaluation::early(DenyReason::RequestMalformed, None), iid);
-        };
-        let Some(uri) = self.upstream.uri(&normalized, parts.uri.query()) else {
-            return self.respond_deny(&Evaluation::early(DenyReason::RequestMalformed, None), iid);
-        };
-        drop(normalized);
         let host = parts.headers.get(HOST).cloned().or_else(|| {
             parts
                 .uri
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
-        headers::for_upstream(
-            &mut parts.headers,
-            conn.peer.ip(),
-            self.config.listen.public_scheme,
-            host,
-        );
+        let proto = if conn.tls {
+            "https"
+        } else {
+            self.config.listen.public_scheme
+        };
+        headers::for_upstream(&mut parts.headers, conn.peer.ip(), proto, host);
         if let Ok(v) = HeaderValue::from_str(iid) {
             parts.headers.insert(INTERACTION_ID, v);
         }
+        if new_trace {
+            trace::start(&mut parts.headers, trace_id);
+        }
         parts.uri = uri;
-        match self.upstream.send(Request::from_parts(parts, body)).await {
+        let sent = self.upstream.send(Request::from_parts(parts, body)).await;
+        let (api, route) = eval.labels();
+        self.metrics
+            .observe_request(api, route, started.elapsed().as_secs_f64());
+        match sent {
             Ok(resp) => {
+                outcome.finish(resp.status().as_u16(), None);
                 let (mut rp, rb) = resp.into_parts();
                 headers::remove_hop_by_hop(&mut rp.headers);
+                if let Some(v) = eval
+                    .dpop_nonce
+                    .as_deref()
+                    .and_then(|n| HeaderValue::from_str(n).ok())
+                {
+                    rp.headers.insert("dpop-nonce", v);
+                }
                 let mut resp = Response::from_parts(rp, rb.boxed());
                 response::set_interaction_id(&mut resp, iid);
                 resp
             }
             Err(e) => {
-                tracing::warn!(interaction_id = iid, error = %e, "upstream error");
+                self.metrics.upstream_error(e.kind());
+                tracing::warn!(interaction_id = iid, trace_id, error = %e, "upstream error");
                 let (status, code) = match e {
                     UpstreamError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
                     UpstreamError::Connect | UpstreamError::Protocol => {
                         (StatusCode::BAD_GATEWAY, "upstream_unavailable")
                     }
                 };
+                outcome.finish(status.as_u16(), Some(e.kind()));
                 response::upstream_error(status, code, iid)
             }
         }
     }
 
-    /// Every check up to the decision. No response is written here.
-    pub async fn evaluate(
+    /// Reads the body only where a check needs it: a form body may carry an access token (RFC
+    /// 6750 §2.2), which is refused. Everything else streams untouched.
+    async fn read_body_if_needed(
         &self,
-        parts: &http::request::Parts,
-        policies: &PolicySet,
-        conn: &ConnInfo,
-    ) -> Evaluation {
-        // Spec §5: ambiguous paths are refused before any matching.
-        let Ok(norm) = path::normalize(parts.uri.path()) else {
-            return Evaluation::early(DenyReason::RequestMalformed, None);
-        };
-        // RFC 6750 §2.3 / FAPI 2.0: never accept a token in the query.
-        if parts.uri.query().is_some_and(path::query_has_access_token) {
-            return Evaluation::early(DenyReason::RequestMalformed, None);
+        h: &HeaderMap,
+        body: Incoming,
+    ) -> (Body, Option<DenyReason>) {
+        let limits = self.config.listen.limits;
+        if headers::header_bytes(h) > limits.max_header_bytes {
+            return (response::full(""), Some(DenyReason::HeadersTooLarge));
         }
-        let presented = match credentials::authorization(&parts.headers) {
-            Ok(p) => p,
-            Err(r) => return Evaluation::early(r, None),
-        };
-        let scheme = presented.map(|p| p.scheme);
-        if let Err(r) = credentials::dpop_proof(&parts.headers) {
-            return Evaluation::early(r, scheme);
+        if content_length(h).is_some_and(|n| n > limits.max_body_bytes as u64) {
+            return (response::full(""), Some(DenyReason::RequestTooLarge));
         }
-        let Some(m) = policies.lookup(&parts.method, &norm) else {
-            return Evaluation::early(DenyReason::RouteNotFound, scheme);
-        };
-        let route = m.route.clone();
-
-        let (token, rejected) = match presented {
-            Some(p) if !route.public => match self.verified_token(p.token).await {
-                Ok(t) => (Some(t), None),
-                Err(TokenFailure::Deny(r)) => (None, Some(r)),
-                Err(TokenFailure::KeysUnavailable) => {
-                    return Evaluation {
-                        route: Some(route),
-                        ..Evaluation::early(DenyReason::DependencyUnavailable, scheme)
-                    };
-                }
-            },
-            _ => (None, None),
-        };
-        let token_fact = match (&token, rejected) {
-            (Some(t), _) => TokenFact::Verified(t),
-            (None, Some(r)) => TokenFact::Rejected(r),
-            (None, None) => TokenFact::Missing,
-        };
-        let facts = Facts {
-            now: self.clock.now_unix(),
-            scheme: scheme.unwrap_or(AuthScheme::Bearer),
-            token: token_fact,
-            dpop: DpopFact::Absent,
-            client_cert_sha256: conn.client_cert_sha256.as_ref(),
-        };
-        let t0 = Instant::now();
-        let decision = decide::decide(&facts, &route);
-        let decide_ns = t0.elapsed().as_nanos() as u64;
-        Evaluation {
-            route: Some(route),
-            decision,
-            token,
-            scheme,
-            decide_ns,
+        if !is_form(h) {
+            return (body.boxed(), None);
+        }
+        match Limited::new(body, limits.max_body_bytes).collect().await {
+            Ok(b) => {
+                let bytes = b.to_bytes();
+                let early =
+                    path::form_has_access_token(&bytes).then_some(DenyReason::RequestMalformed);
+                (response::full(bytes), early)
+            }
+            Err(_) => (response::full(""), Some(DenyReason::RequestTooLarge)),
         }
     }
 
-    /// Warm path: the cache (no crypto, no I/O); cold path: full verification.
-    async fn verified_token(&self, raw: &str) -> Result<Arc<VerifiedToken>, TokenFailure> {
-        let digest = token::digest(raw);
-        match self.tokens.cached(&digest) {
-            Some(t) => Ok(t),
-            None => self.tokens.verify(raw, digest).await,
+    /// The client certificate: this connection's (mTLS), or one forwarded by a trusted TLS
+    /// terminator. A forwarded-certificate header from anyone else is removed and ignored.
+    fn client_cert(&self, h: &mut HeaderMap, conn: &ConnInfo) -> Option<[u8; 32]> {
+        let Some(fwd) = &self.config.listen.forwarded_client_cert else {
+            return conn.client_cert_sha256;
+        };
+        let trusted = fwd.trusted_peers.iter().any(|c| c.contains(conn.peer.ip()));
+        if !trusted {
+            h.remove(&fwd.header);
+            return conn.client_cert_sha256;
         }
+        let forwarded = h
+            .get(&fwd.header)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| crate::mtls::parse_forwarded(v, fwd.format).ok());
+        forwarded.or(conn.client_cert_sha256)
     }
 
-    fn respond_deny(&self, eval: &Evaluation, iid: &str) -> Response<Body> {
+    fn respond_deny(&self, eval: &Evaluation, iid: &str, trace_id: &str) -> Response<Body> {
         let Decision::Deny(reason) = eval.decision else {
             // Only called for denials; an allow here would be a bug, so fail closed.
             return response::upstream_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", iid);
         };
         let scope = eval.route.as_ref().map(|r| r.scopes.join(" "));
+        let (api, route) = eval.labels();
         tracing::info!(
             interaction_id = iid,
-            api = eval.route.as_ref().map(|r| &*r.api),
-            route = eval.route.as_ref().map(|r| &*r.name),
+            trace_id,
+            api,
+            route,
             reason = reason.as_str(),
             "denied"
         );
@@ -317,7 +386,7 @@ impl Guard {
                 scheme: eval.scheme,
                 dpop_algs: &self.dpop_algs,
                 scope: scope.as_deref(),
-                dpop_nonce: None,
+                dpop_nonce: eval.dpop_nonce.as_deref(),
             },
         )
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
+use crate::audit::AuditRecord;
 use crate::policy::PolicySet;
 use crate::proxy::Guard;
 
@@ -33,6 +34,10 @@ pub fn reload_now(guard: &Guard, paths: &[PathBuf]) -> Reload {
             }
             let revision = set.revision().to_owned();
             guard.replace_policies(set);
+            guard.metrics().policy_reload(true);
+            guard
+                .audit()
+                .record_detached(AuditRecord::policy_reload_ok(&revision));
             tracing::info!(%revision, "policies reloaded");
             Reload::Applied { revision }
         }
@@ -41,6 +46,10 @@ pub fn reload_now(guard: &Guard, paths: &[PathBuf]) -> Reload {
             for e in &errors {
                 tracing::error!(error = %e, "policy reload rejected; keeping the running policy");
             }
+            guard.metrics().policy_reload(false);
+            guard
+                .audit()
+                .record_detached(AuditRecord::policy_reload_failed(errors.join("; ")));
             Reload::Rejected { errors }
         }
     }

@@ -134,7 +134,7 @@ async fn serve_proxy(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let info = Arc::new(ConnInfo { peer, client_cert_sha256: None });
+                let info = Arc::new(ConnInfo { peer, client_cert_sha256: None, tls: false });
                 let g = guard.clone();
                 let svc = service_fn(move |req: Request<Incoming>| {
                     let g = g.clone();

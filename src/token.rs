@@ -17,6 +17,7 @@ use moka::sync::Cache;
 use crate::clock::Clock;
 use crate::config::IssuerSettings;
 use crate::http_client::HttpsClient;
+use crate::metrics::Metrics;
 use crate::reason::DenyReason;
 
 pub use claims::{Cnf, VerifiedToken};
@@ -61,13 +62,18 @@ impl TokenVerifier {
         cache_capacity: u64,
         http: HttpsClient,
         clock: Clock,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let issuers: Vec<Issuer> = issuers
             .iter()
             .map(|s| {
                 let settings = Arc::new(s.clone());
                 Issuer {
-                    keys: Arc::new(JwksStore::new(settings.clone(), http.clone())),
+                    keys: Arc::new(JwksStore::new(
+                        settings.clone(),
+                        http.clone(),
+                        metrics.clone(),
+                    )),
                     settings,
                 }
             })

@@ -355,8 +355,13 @@ impl AuditRecord {
 /// First 22 characters of the base64url SHA-256 of `token` (132 bits): enough to correlate a
 /// token across records and revocations, useless for replaying it (spec §8 `token.sha256`).
 pub fn token_digest(token: &str) -> String {
-    let d = digest::digest(&digest::SHA256, token.as_bytes());
-    let mut s = URL_SAFE_NO_PAD.encode(d.as_ref());
+    digest_prefix(digest::digest(&digest::SHA256, token.as_bytes()).as_ref())
+}
+
+/// The same 22-character form for a SHA-256 the caller already computed (the proxy hashes each
+/// token once, for its cache key).
+pub fn digest_prefix(sha256: &[u8]) -> String {
+    let mut s = URL_SAFE_NO_PAD.encode(sha256);
     s.truncate(22);
     s
 }

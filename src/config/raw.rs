@@ -8,11 +8,16 @@ use http::Uri;
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 
+use super::ForwardedCertSettings;
+use super::cidr::Cidr;
 use super::{
     AdminSettings, Config, InvalidConfig, IssuerSettings, KeySource, Limits, ListenSettings,
     UpstreamSettings, resolve,
 };
+use crate::audit::AuditConfig;
+use crate::dpop::DpopConfig;
 use crate::duration::HumanDuration;
+use crate::mtls::ForwardedFormat;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,6 +30,10 @@ pub struct RawConfig {
     pub policies: Vec<PathBuf>,
     #[serde(default)]
     pub token_cache: RawTokenCache,
+    #[serde(default)]
+    pub dpop: Option<DpopConfig>,
+    #[serde(default)]
+    pub audit: Option<AuditConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -35,6 +44,25 @@ pub struct RawListen {
     pub public_url: String,
     #[serde(default)]
     pub limits: RawLimits,
+    #[serde(default)]
+    pub forwarded_client_cert: Option<RawForwardedCert>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawForwardedCert {
+    #[serde(default = "default_xfcc_header")]
+    pub header: String,
+    #[serde(default = "default_xfcc_format")]
+    pub format: ForwardedFormat,
+    pub trusted_peers: Vec<String>,
+}
+
+fn default_xfcc_header() -> String {
+    "x-forwarded-client-cert".into()
+}
+fn default_xfcc_format() -> ForwardedFormat {
+    ForwardedFormat::Xfcc
 }
 
 #[derive(Debug, Deserialize)]
@@ -170,7 +198,20 @@ impl RawConfig {
                 "at least one policy file or directory".into(),
             ));
         }
+        let base = file.parent().unwrap_or(Path::new("."));
+        let dpop = self
+            .dpop
+            .unwrap_or_default()
+            .compile(base)
+            .map_err(|m| config_error(file, "dpop", m))?;
+        let audit = self
+            .audit
+            .unwrap_or_default()
+            .compile(base)
+            .map_err(|m| config_error(file, "audit", m))?;
         Ok(Config {
+            dpop,
+            audit,
             file: file.to_path_buf(),
             listen,
             upstream,
@@ -194,7 +235,35 @@ impl RawListen {
                 "must be at least 1024",
             ));
         }
+        let forwarded_client_cert = match self.forwarded_client_cert {
+            None => None,
+            Some(f) => {
+                let field = "listen.forwarded_client_cert";
+                let header = http::HeaderName::from_bytes(f.header.as_bytes()).map_err(|_| {
+                    InvalidConfig::new(file, format!("{field}.header"), "not a header name")
+                })?;
+                let trusted_peers = f
+                    .trusted_peers
+                    .iter()
+                    .map(|p| Cidr::parse(p))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|m| InvalidConfig::new(file, format!("{field}.trusted_peers"), m))?;
+                if trusted_peers.is_empty() {
+                    return Err(InvalidConfig::new(
+                        file,
+                        format!("{field}.trusted_peers"),
+                        "list the ingress addresses allowed to forward certificates",
+                    ));
+                }
+                Some(ForwardedCertSettings {
+                    header,
+                    format: f.format,
+                    trusted_peers,
+                })
+            }
+        };
         Ok(ListenSettings {
+            forwarded_client_cert,
             address: self.address,
             public_url,
             public_scheme,
@@ -334,4 +403,13 @@ fn read_secret(file: &Path, field: &str, p: &Path) -> Result<String, InvalidConf
         ));
     }
     Ok(s)
+}
+
+/// Sub-module compile errors arrive as `"section.field: message"`; split the field off so the
+/// one-line error names it like every other.
+fn config_error(file: &Path, section: &str, m: String) -> InvalidConfig {
+    match m.split_once(": ") {
+        Some((field, rest)) if field.starts_with(section) => InvalidConfig::new(file, field, rest),
+        _ => InvalidConfig::new(file, section, m),
+    }
 }

@@ -45,8 +45,55 @@ fn token(key: &SigningKey, c: &Value) -> Result<String, String> {
     key.sign("at+jwt", c, false)
 }
 
+/// A TPP's DPoP key: the RFC 7638 thumbprint goes in the token's `cnf.jkt`.
+struct DpopClient {
+    key: SigningKey,
+    jkt: String,
+}
+
+impl DpopClient {
+    fn new() -> Result<Self, String> {
+        let key = SigningKey::generate("dpop")?;
+        let mut public = key.jwk.as_object().cloned().unwrap_or_default();
+        public.retain(|k, _| matches!(k.as_str(), "kty" | "crv" | "x" | "y"));
+        let jkt = crate::jwk::thumbprint(&public).map_err(|e| format!("{e:?}"))?;
+        Ok(Self { key, jkt })
+    }
+
+    /// An RFC 9449 proof for `method` `path` at the public origin, bound to `token`.
+    fn proof(&self, method: &str, path: &str, token: &str) -> Result<String, String> {
+        let claims = json!({
+            "jti": uuid::Uuid::new_v4().to_string(), "htm": method,
+            "htu": format!("{AUDIENCE}{path}"), "iat": now(), "ath": crate::dpop::ath(token),
+        });
+        self.key.sign("dpop+jwt", &claims, true)
+    }
+}
+
 fn steps(as_key: &SigningKey) -> Result<Vec<Step>, String> {
     let forger = SigningKey::generate("demo-as-1")?;
+    let tpp = DpopClient::new()?;
+    let thief = DpopClient::new()?;
+    let bound = |scope: &str| {
+        token(
+            as_key,
+            &claims(scope, |c| c["cnf"] = json!({"jkt": tpp.jkt})),
+        )
+    };
+    let acc_token = bound("accounts")?;
+    let pay_token = bound("payments")?;
+    let dpop = |t: &str,
+                method: &str,
+                path: &str,
+                who: &DpopClient|
+     -> Result<Vec<(&'static str, String)>, String> {
+        Ok(vec![
+            ("authorization", format!("DPoP {t}")),
+            ("dpop", who.proof(method, path, t)?),
+        ])
+    };
+    let acc1 = format!("{ACCOUNTS}/acc-1/balances");
+    let replayed = dpop(&acc_token, "GET", &acc1, &tpp)?;
     let bearer = |t: &str| vec![("authorization", format!("Bearer {t}"))];
     let unbound = token(as_key, &claims("accounts", |_| {}))?;
     let expired = token(
@@ -77,6 +124,60 @@ fn steps(as_key: &SigningKey) -> Result<Vec<Step>, String> {
             vec![],
             "allow",
         ),
+        step(
+            "DPoP-bound token + proof",
+            Method::GET,
+            &acc1,
+            replayed.clone(),
+            "allow",
+        ),
+        step(
+            "same proof replayed",
+            Method::GET,
+            &acc1,
+            replayed,
+            "dpop_proof_replayed",
+        ),
+        step(
+            "stolen token, thief's key",
+            Method::GET,
+            ACCOUNTS,
+            dpop(&acc_token, "GET", ACCOUNTS, &thief)?,
+            "dpop_key_mismatch",
+        ),
+        step(
+            "DPoP-bound token sent as Bearer",
+            Method::GET,
+            ACCOUNTS,
+            bearer(&acc_token),
+            "binding_scheme_mismatch",
+        ),
+        step(
+            "proof for another URL",
+            Method::GET,
+            ACCOUNTS,
+            dpop(&acc_token, "GET", "/elsewhere", &tpp)?,
+            "dpop_htu_mismatch",
+        ),
+        step(
+            "accounts token on payments",
+            Method::GET,
+            &format!("{PAYMENTS}/pay-1"),
+            dpop(&acc_token, "GET", &format!("{PAYMENTS}/pay-1"), &tpp)?,
+            "scope_insufficient",
+        ),
+        Step {
+            body: Some(
+                r#"{"Data":{"Initiation":{"InstructedAmount":{"Amount":"10.00","Currency":"GBP"}}}}"#,
+            ),
+            ..step(
+                "payment, DPoP-bound payments token",
+                Method::POST,
+                PAYMENTS,
+                dpop(&pay_token, "POST", PAYMENTS, &tpp)?,
+                "allow",
+            )
+        },
         step("no token", Method::GET, ACCOUNTS, vec![], "token_missing"),
         step(
             "unbound bearer token",
@@ -138,18 +239,6 @@ fn steps(as_key: &SigningKey) -> Result<Vec<Step>, String> {
             },
             "request_malformed",
         ),
-        Step {
-            body: Some(
-                r#"{"Data":{"Initiation":{"InstructedAmount":{"Amount":"10.00","Currency":"GBP"}}}}"#,
-            ),
-            ..step(
-                "payment with an accounts token",
-                Method::POST,
-                PAYMENTS,
-                bearer(&unbound),
-                "binding_missing",
-            )
-        },
     ])
 }
 

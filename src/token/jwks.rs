@@ -18,6 +18,7 @@ use tokio::sync::Mutex;
 
 use crate::config::{IssuerSettings, KeySource};
 use crate::http_client::{FetchError, HttpsClient};
+use crate::metrics::Metrics;
 
 /// Most keys a JWKS may hold; more is treated as hostile.
 const MAX_KEYS: usize = 64;
@@ -78,20 +79,17 @@ pub struct JwksStore {
     current: ArcSwapOption<KeySet>,
     /// Single flight and rate limit for fetches: the time of the last attempt.
     last_attempt: Mutex<Option<Instant>>,
-    /// Fetch outcomes, for metrics: (successes, failures).
-    outcomes: std::sync::atomic::AtomicU64,
-    failures: std::sync::atomic::AtomicU64,
+    metrics: Arc<Metrics>,
 }
 
 impl JwksStore {
-    pub fn new(settings: Arc<IssuerSettings>, http: HttpsClient) -> Self {
+    pub fn new(settings: Arc<IssuerSettings>, http: HttpsClient, metrics: Arc<Metrics>) -> Self {
         Self {
             settings,
             http,
             current: ArcSwapOption::empty(),
             last_attempt: Mutex::new(None),
-            outcomes: Default::default(),
-            failures: Default::default(),
+            metrics,
         }
     }
 
@@ -101,12 +99,6 @@ impl JwksStore {
 
     pub fn has_keys(&self) -> bool {
         self.current.load().is_some()
-    }
-
-    /// (successful, failed) fetches so far.
-    pub fn fetch_counts(&self) -> (u64, u64) {
-        use std::sync::atomic::Ordering::Relaxed;
-        (self.outcomes.load(Relaxed), self.failures.load(Relaxed))
     }
 
     /// The keys that may verify a token with this `kid` and `alg`. An unknown `kid` triggers
@@ -159,17 +151,16 @@ impl JwksStore {
 
     /// Fetches and installs the key set. On failure the previous set stays in place.
     pub async fn refresh_now(&self) -> Result<usize, FetchError> {
-        use std::sync::atomic::Ordering::Relaxed;
         let result = self.fetch().await.and_then(|v| parse_jwks(&v));
         match result {
             Ok(set) => {
                 let n = set.all.len();
                 self.current.store(Some(Arc::new(set)));
-                self.outcomes.fetch_add(1, Relaxed);
+                self.metrics.jwks_refresh(&self.settings.issuer, true);
                 Ok(n)
             }
             Err(e) => {
-                self.failures.fetch_add(1, Relaxed);
+                self.metrics.jwks_refresh(&self.settings.issuer, false);
                 tracing::warn!(issuer = %self.settings.issuer, error = %e, "JWKS refresh failed");
                 Err(e)
             }

@@ -290,6 +290,9 @@ issuers:
     audiences: [{AUDIENCE}]
     jwks_min_refetch: 1s
 {issuer_extra}
+audit:
+  sink: file
+  path: audit.jsonl
 policies: [policy.yaml]
 "
         );
@@ -308,6 +311,20 @@ policies: [policy.yaml]
             running: Some(running),
             dir,
         }
+    }
+
+    pub fn audit_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("audit.jsonl")
+    }
+
+    /// The audit records written so far (waits briefly for detached records).
+    pub async fn audit_records(&self) -> Vec<Value> {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        std::fs::read_to_string(self.audit_path())
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+            .collect()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,6 +1,6 @@
 use super::*;
-use crate::dpop::testkit::{TestKey, b64, b64_json, header, mint};
 use crate::dpop::NonceIssuer;
+use crate::dpop::testkit::{TestKey, b64, b64_json, header, mint};
 use crate::jwk::thumbprint;
 use serde_json::json;
 

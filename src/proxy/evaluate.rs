@@ -1,0 +1,136 @@
+//! Gathering the facts (all I/O happens here) and calling the pure `decide`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{Evaluation, Guard, credentials};
+use crate::decide::{self, AuthScheme, DpopFact, Facts, TokenFact};
+use crate::dpop::{self, ProofRequest, VerifiedProof};
+use crate::path;
+use crate::policy::PolicySet;
+use crate::reason::DenyReason;
+use crate::token::{self, TokenDigest, TokenFailure, VerifiedToken};
+
+impl Guard {
+    /// Every check up to the decision. No response is written here.
+    pub async fn evaluate(
+        &self,
+        parts: &http::request::Parts,
+        policies: &PolicySet,
+        client_cert: Option<&[u8; 32]>,
+    ) -> Evaluation {
+        // Spec §5: ambiguous paths are refused before any matching.
+        let Ok(norm) = path::normalize(parts.uri.path()) else {
+            return Evaluation::early(DenyReason::RequestMalformed, None);
+        };
+        // RFC 6750 §2.3 / FAPI 2.0: never accept a token in the query.
+        if parts.uri.query().is_some_and(path::query_has_access_token) {
+            return Evaluation::early(DenyReason::RequestMalformed, None);
+        }
+        let presented = match credentials::authorization(&parts.headers) {
+            Ok(p) => p,
+            Err(r) => return Evaluation::early(r, None),
+        };
+        let scheme = presented.map(|p| p.scheme);
+        let proof = match credentials::dpop_proof(&parts.headers) {
+            Ok(p) => p,
+            Err(r) => return Evaluation::early(r, scheme),
+        };
+        let Some(m) = policies.lookup(&parts.method, &norm) else {
+            return Evaluation::early(DenyReason::RouteNotFound, scheme);
+        };
+        let route = m.route.clone();
+        let mut eval = Evaluation {
+            route: Some(route.clone()),
+            scheme,
+            ..Evaluation::early(DenyReason::TokenMissing, scheme)
+        };
+        let now = self.clock.now_unix();
+
+        let mut rejected = None;
+        if let (Some(p), false) = (presented, route.public) {
+            let digest = token::digest(p.token);
+            eval.digest = Some(digest);
+            match self.verified_token(p.token, digest).await {
+                Ok(t) => eval.token = Some(t),
+                Err(TokenFailure::Deny(r)) => rejected = Some(r),
+                Err(TokenFailure::KeysUnavailable) => {
+                    eval.decision = decide::Decision::Deny(DenyReason::DependencyUnavailable);
+                    return eval;
+                }
+            }
+        }
+
+        // RFC 9449 §7.1: with the DPoP scheme the proof is checked on every request. Skipped
+        // when the token is already refused (the answer cannot change, the crypto is wasted).
+        let nonce = self.config.dpop.nonce.as_ref();
+        let verified_proof: Option<Result<VerifiedProof, DenyReason>> =
+            match (scheme, proof, &eval.token, presented) {
+                (Some(AuthScheme::Dpop), Some(proof), Some(_), Some(p)) => {
+                    Some(self.verify_proof(parts, proof, p.token, now))
+                }
+                _ => None,
+            };
+        if let (Some(n), Some(AuthScheme::Dpop)) = (nonce, scheme) {
+            eval.dpop_nonce = Some(n.issue(now));
+        }
+        let dpop_fact = match &verified_proof {
+            None => DpopFact::Absent,
+            Some(Ok(p)) => DpopFact::Verified { jkt: &p.jkt },
+            Some(Err(r)) => DpopFact::Rejected(*r),
+        };
+        let token_fact = match (&eval.token, rejected) {
+            (Some(t), _) => TokenFact::Verified(t),
+            (None, Some(r)) => TokenFact::Rejected(r),
+            (None, None) => TokenFact::Missing,
+        };
+        let facts = Facts {
+            now,
+            scheme: scheme.unwrap_or(AuthScheme::Bearer),
+            token: token_fact,
+            dpop: dpop_fact,
+            client_cert_sha256: client_cert,
+        };
+        let t0 = Instant::now();
+        eval.decision = decide::decide(&facts, &route);
+        eval.decide_ns = t0.elapsed().as_nanos() as u64;
+        eval
+    }
+
+    /// Warm path: the cache (no crypto, no I/O); cold path: full verification.
+    async fn verified_token(
+        &self,
+        raw: &str,
+        digest: TokenDigest,
+    ) -> Result<Arc<VerifiedToken>, TokenFailure> {
+        if let Some(t) = self.tokens.cached(&digest) {
+            self.metrics.cache_lookup("token", true);
+            return Ok(t);
+        }
+        self.metrics.cache_lookup("token", false);
+        self.tokens.verify(raw, digest).await
+    }
+
+    /// RFC 9449 §4.3 against `listen.public_url` + the request path, then the replay check.
+    fn verify_proof(
+        &self,
+        parts: &http::request::Parts,
+        proof: &str,
+        access_token: &str,
+        now: i64,
+    ) -> Result<VerifiedProof, DenyReason> {
+        let htu = format!("{}{}", self.config.listen.public_url, parts.uri.path());
+        let req = ProofRequest {
+            proof,
+            method: parts.method.as_str(),
+            htu: &htu,
+            access_token: Some(access_token),
+            now,
+        };
+        let verified = dpop::verify_proof(&req, &self.config.dpop)?;
+        dpop::check_replay(&self.replay, &verified, now).inspect_err(|_| {
+            self.metrics.dpop_replay();
+        })?;
+        Ok(verified)
+    }
+}
