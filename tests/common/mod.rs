@@ -102,6 +102,48 @@ pub fn uuid_like() -> String {
     format!("{}-{}", now(), N.fetch_add(1, Ordering::Relaxed))
 }
 
+/// A DPoP client key with its RFC 7638 thumbprint computed here, independently of the proxy
+/// (EC members in lexicographic order, SHA-256, base64url).
+pub struct DpopKey {
+    pub key: TestKey,
+    pub jkt: String,
+}
+
+impl DpopKey {
+    pub fn new() -> Self {
+        let key = TestKey::new("dpop");
+        let j = key.public_jwk();
+        let canonical = format!(
+            r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+            j["x"].as_str().expect("x"),
+            j["y"].as_str().expect("y")
+        );
+        let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes());
+        Self {
+            key,
+            jkt: B64.encode(d.as_ref()),
+        }
+    }
+
+    pub fn ath(token: &str) -> String {
+        B64.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()).as_ref())
+    }
+
+    /// A proof for `method` + `htu`, bound to `token`, edited by `edit`.
+    pub fn proof(
+        &self,
+        method: &str,
+        htu: &str,
+        token: &str,
+        edit: impl FnOnce(&mut Value, &mut Value),
+    ) -> String {
+        let mut header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": self.key.public_jwk()});
+        let mut claims = json!({"jti": uuid_like(), "htm": method, "htu": htu, "iat": now(), "ath": Self::ath(token)});
+        edit(&mut header, &mut claims);
+        self.key.sign_jws(&header, &claims)
+    }
+}
+
 // ---------------------------------------------------------------- JWKS endpoint
 
 /// A JWKS endpoint whose keys and availability tests can change, counting fetches.
@@ -266,9 +308,20 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Starts the proxy with `extra` appended to the issuer entry and `policy` as the only
-    /// policy file.
-    pub async fn start(upstream: &str, jwks_uri: &str, issuer_extra: &str, policy: &str) -> Self {
+    /// Starts the proxy with `extra` (top-level YAML sections, e.g. `dpop:`) added to the
+    /// configuration and `policy` as the only policy file.
+    pub async fn start(upstream: &str, jwks_uri: &str, extra: &str, policy: &str) -> Self {
+        Self::start_with(upstream, jwks_uri, extra, "", policy).await
+    }
+
+    /// As `start`, with `listen_extra` lines added to the `listen:` section.
+    pub async fn start_with(
+        upstream: &str,
+        jwks_uri: &str,
+        extra: &str,
+        listen_extra: &str,
+        policy: &str,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("policy.yaml"), policy).expect("write policy");
         let config = format!(
@@ -279,6 +332,7 @@ listen:
   limits:
     max_header_bytes: 8192
     max_body_bytes: 4096
+{listen_extra}
 admin:
   address: 127.0.0.1:0
 upstream:
@@ -289,7 +343,7 @@ issuers:
     jwks_uri: {jwks_uri}
     audiences: [{AUDIENCE}]
     jwks_min_refetch: 1s
-{issuer_extra}
+{extra}
 audit:
   sink: file
   path: audit.jsonl
