@@ -55,6 +55,7 @@ fn setup(rt: &tokio::runtime::Runtime) -> Setup {
         10_000,
         HttpsClient::new().expect("client"),
         Clock::system(),
+        Arc::new(Metrics::new()),
     );
     rt.block_on(async {
         verifier.issuers()[0]

@@ -17,6 +17,7 @@ use jsonwebtoken::Algorithm;
 use crate::audit::AuditSettings;
 use crate::dpop::DpopSettings;
 use crate::mtls::ForwardedFormat;
+use crate::tls::TlsSettings;
 
 pub use cidr::Cidr;
 pub use raw::RawConfig;
@@ -119,6 +120,8 @@ pub struct ListenSettings {
     pub public_scheme: &'static str,
     pub limits: Limits,
     pub forwarded_client_cert: Option<ForwardedCertSettings>,
+    /// TLS on this listener; absent: plain HTTP behind a trusted TLS terminator.
+    pub tls: Option<TlsSettings>,
 }
 
 /// Client certificates forwarded by a trusted TLS terminator (spec §4).

@@ -246,14 +246,13 @@ impl Guard {
 
         // Spec §8: with `before_forward` no request reaches the API without its record.
         let mut outcome = Outcome::new(&self.audit, &eval, &info, started);
-        if self.audit.durability() == Durability::BeforeForward {
-            if let Err(e) = self.audit.record(record::decision(&eval, &info)).await {
-                tracing::error!(interaction_id = iid, error = %e, "audit record not written; refusing");
-                outcome.disarm();
-                eval.decision = Decision::Deny(DenyReason::DependencyUnavailable);
-                eval.route = None;
-                return self.respond_deny(&eval, iid, trace_id);
-            }
+        if self.audit.durability() == Durability::BeforeForward
+            && let Err(e) = self.audit.record(record::decision(&eval, &info)).await
+        {
+            tracing::error!(interaction_id = iid, error = %e, "audit record not written; refusing");
+            outcome.disarm();
+            eval.decision = Decision::Deny(DenyReason::DependencyUnavailable);
+            return self.respond_deny(&eval, iid, trace_id);
         }
 
         let Some(uri) = path::normalize(parts.uri.path())

@@ -56,10 +56,10 @@ pub fn deny(
             h.append(WWW_AUTHENTICATE, v);
         }
     }
-    if reason == DenyReason::DpopNonceRequired {
-        if let Some(v) = ctx.dpop_nonce.and_then(|n| HeaderValue::from_str(n).ok()) {
-            h.insert("dpop-nonce", v);
-        }
+    if reason == DenyReason::DpopNonceRequired
+        && let Some(v) = ctx.dpop_nonce.and_then(|n| HeaderValue::from_str(n).ok())
+    {
+        h.insert("dpop-nonce", v);
     }
     if status == StatusCode::SERVICE_UNAVAILABLE {
         h.insert(RETRY_AFTER, HeaderValue::from_static("1"));
@@ -103,10 +103,10 @@ fn challenges(reason: DenyReason, error: ErrorCode, ctx: &ChallengeContext<'_>) 
         error.as_str(),
         reason.as_str()
     );
-    if error == ErrorCode::InsufficientScope {
-        if let Some(s) = ctx.scope.filter(|s| !s.is_empty()) {
-            params.push_str(&format!(", scope=\"{s}\""));
-        }
+    if error == ErrorCode::InsufficientScope
+        && let Some(s) = ctx.scope.filter(|s| !s.is_empty())
+    {
+        params.push_str(&format!(", scope=\"{s}\""));
     }
     // DPoP proof and nonce errors are always DPoP challenges (RFC 9449 §7.1, §9); the others go
     // in the scheme the client used.

@@ -18,10 +18,13 @@ use tokio::task::JoinHandle;
 use crate::admin;
 use crate::proxy::{ConnInfo, Guard};
 use crate::response::Body;
+use crate::tls::TlsAcceptor;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -69,8 +72,21 @@ pub async fn start(guard: Arc<Guard>, grace: Duration) -> Result<Running, StartE
         source,
     })?;
     let (stop, stop_rx) = watch::channel(false);
+    let tls = match &cfg.listen.tls {
+        None => None,
+        Some(s) => {
+            let acceptor = Arc::new(TlsAcceptor::new(s.clone())?);
+            // Certificate files are re-read on change; the watcher lives as long as the listener.
+            let watcher = acceptor
+                .watch()
+                .map_err(|e| tracing::warn!(error = %e, "certificate watch unavailable"))
+                .ok();
+            Some((acceptor, watcher))
+        }
+    };
     let mut tasks = vec![tokio::spawn(serve_proxy(
         listener,
+        tls,
         guard.clone(),
         stop_rx.clone(),
         grace,
@@ -113,8 +129,11 @@ fn builder(guard: &Guard) -> auto::Builder<TokioExecutor> {
     b
 }
 
+type Tls = Option<(Arc<TlsAcceptor>, Option<notify::RecommendedWatcher>)>;
+
 async fn serve_proxy(
     listener: TcpListener,
+    tls: Tls,
     guard: Arc<Guard>,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
@@ -134,18 +153,25 @@ async fn serve_proxy(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let info = Arc::new(ConnInfo { peer, client_cert_sha256: None, tls: false });
                 let g = guard.clone();
-                let svc = service_fn(move |req: Request<Incoming>| {
-                    let g = g.clone();
-                    let info = info.clone();
-                    async move { Ok::<Response<Body>, Infallible>(g.handle(req, &info).await) }
-                });
-                let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
-                let conn = graceful.watch(conn);
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
+                let tls = tls.as_ref().map(|(a, _)| a.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with error");
+                    match tls {
+                        None => {
+                            let info = ConnInfo { peer, client_cert_sha256: None, tls: false };
+                            serve_conn(&builder, watcher, TokioIo::new(stream), g, info).await;
+                        }
+                        // The handshake runs in the connection's task, so a slow client cannot
+                        // stall the accept loop; the leaf certificate is hashed once here.
+                        Some(acceptor) => match acceptor.accept(stream).await {
+                            Ok((tls_stream, cert)) => {
+                                let info = ConnInfo { peer, client_cert_sha256: cert, tls: true };
+                                serve_conn(&builder, watcher, TokioIo::new(tls_stream), g, info).await;
+                            }
+                            Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        },
                     }
                 });
             }
@@ -158,5 +184,26 @@ async fn serve_proxy(
         .is_err()
     {
         tracing::warn!("drain timeout: closing remaining connections");
+    }
+}
+
+async fn serve_conn<I>(
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+    io: I,
+    guard: Arc<Guard>,
+    info: ConnInfo,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let info = Arc::new(info);
+    let svc = service_fn(move |req: Request<Incoming>| {
+        let g = guard.clone();
+        let info = info.clone();
+        async move { Ok::<Response<Body>, Infallible>(g.handle(req, &info).await) }
+    });
+    let conn = builder.serve_connection(io, svc).into_owned();
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(error = %e, "connection ended with error");
     }
 }

@@ -18,6 +18,7 @@ use crate::audit::AuditConfig;
 use crate::dpop::DpopConfig;
 use crate::duration::HumanDuration;
 use crate::mtls::ForwardedFormat;
+use crate::tls::TlsConfig;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,6 +47,8 @@ pub struct RawListen {
     pub limits: RawLimits,
     #[serde(default)]
     pub forwarded_client_cert: Option<RawForwardedCert>,
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -262,7 +265,16 @@ impl RawListen {
                 })
             }
         };
+        let base = file.parent().unwrap_or(Path::new("."));
+        let tls = match &self.tls {
+            None => None,
+            Some(t) => Some(
+                t.compile(base)
+                    .map_err(|m| config_error(file, "listen.tls", m))?,
+            ),
+        };
         Ok(ListenSettings {
+            tls,
             forwarded_client_cert,
             address: self.address,
             public_url,

@@ -249,8 +249,8 @@ pub async fn run(proxy: SocketAddr, as_key: &SigningKey) -> Result<String, Strin
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<3} {:<34} {:<6} {:<6} {:<26} {}",
-        "#", "request", "status", "result", "reason", "check"
+        "{:<3} {:<34} {:<6} {:<6} {:<26} check",
+        "#", "request", "status", "result", "reason"
     );
     let mut failures = 0;
     for (i, s) in steps(as_key)?.into_iter().enumerate() {

@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod config;
+#[path = "../../tests/common/pki.rs"]
 mod pki;
 
 use std::io;
@@ -16,6 +17,16 @@ use tokio_rustls::TlsConnector;
 
 use self::pki::{Identity, Pki, self_signed_client};
 use super::*;
+
+/// Server settings for the test PKI's files.
+fn settings(pki: &Pki, client_auth: ClientAuth) -> TlsSettings {
+    TlsSettings {
+        cert_file: pki.path("server.crt"),
+        key_file: pki.path("server.key"),
+        client_ca_file: Some(pki.path("ca.pem")),
+        client_auth,
+    }
+}
 
 /// The server's view: the client certificate thumbprint and the negotiated ALPN protocol.
 type ServerView = (Option<[u8; 32]>, Option<Vec<u8>>);
@@ -114,7 +125,7 @@ fn sha256(der: &[u8]) -> [u8; 32] {
 }
 
 fn acceptor(pki: &Pki, auth: ClientAuth) -> TlsAcceptor {
-    TlsAcceptor::new(pki.settings(auth)).unwrap()
+    TlsAcceptor::new(settings(pki, auth)).unwrap()
 }
 
 fn server_leaf(pki: &Pki) -> CertificateDer<'static> {
@@ -150,7 +161,7 @@ async fn no_ca_configured_yields_none_even_with_client_cert() {
     let pki = Pki::new();
     let settings = TlsSettings {
         client_ca_file: None,
-        ..pki.settings(ClientAuth::Optional)
+        ..settings(&pki, ClientAuth::Optional)
     };
     let acceptor = TlsAcceptor::new(settings).unwrap();
     let id = pki.client("tpp-1");
@@ -317,7 +328,7 @@ fn load_errors_name_the_file_and_the_problem() {
             "missing cert",
             TlsSettings {
                 cert_file: pki.path("absent.crt"),
-                ..pki.settings(ClientAuth::Optional)
+                ..settings(&pki, ClientAuth::Optional)
             },
             |e| matches!(e, TlsError::Unreadable { .. }),
             pki.path("absent.crt"),
@@ -326,7 +337,7 @@ fn load_errors_name_the_file_and_the_problem() {
             "key file as cert",
             TlsSettings {
                 cert_file: write("key-as-cert.pem", &key_pem),
-                ..pki.settings(ClientAuth::Optional)
+                ..settings(&pki, ClientAuth::Optional)
             },
             |e| matches!(e, TlsError::NoCertificate { .. }),
             pki.path("key-as-cert.pem"),
@@ -335,7 +346,7 @@ fn load_errors_name_the_file_and_the_problem() {
             "cert file as key",
             TlsSettings {
                 key_file: write("cert-as-key.pem", &cert_pem),
-                ..pki.settings(ClientAuth::Optional)
+                ..settings(&pki, ClientAuth::Optional)
             },
             |e| matches!(e, TlsError::NoPrivateKey { .. }),
             pki.path("cert-as-key.pem"),
@@ -344,7 +355,7 @@ fn load_errors_name_the_file_and_the_problem() {
             "truncated key",
             TlsSettings {
                 key_file: write("truncated.key", &key_pem[..key_pem.len() / 2]),
-                ..pki.settings(ClientAuth::Optional)
+                ..settings(&pki, ClientAuth::Optional)
             },
             |e| matches!(e, TlsError::MalformedPem { .. }),
             pki.path("truncated.key"),
@@ -353,7 +364,7 @@ fn load_errors_name_the_file_and_the_problem() {
             "key of another certificate",
             TlsSettings {
                 key_file: other.path("server.key"),
-                ..pki.settings(ClientAuth::Optional)
+                ..settings(&pki, ClientAuth::Optional)
             },
             |e| matches!(e, TlsError::BadKey { .. }),
             other.path("server.key"),
@@ -362,7 +373,7 @@ fn load_errors_name_the_file_and_the_problem() {
             "empty client CA",
             TlsSettings {
                 client_ca_file: Some(write("empty-ca.pem", "")),
-                ..pki.settings(ClientAuth::Required)
+                ..settings(&pki, ClientAuth::Required)
             },
             |e| matches!(e, TlsError::NoCertificate { .. }),
             pki.path("empty-ca.pem"),

@@ -434,3 +434,5 @@ pub async fn get(url: &str, headers: &[(&str, &str)]) -> Reply {
     }
     send(b.body(Full::new(Bytes::new())).expect("req")).await
 }
+
+pub mod pki;

@@ -1,5 +1,7 @@
 //! A throwaway PKI per test: a CA, server certificates for `localhost`/127.0.0.1 signed by it,
 //! client certificates signed by it, and a self-signed client certificate from nobody we trust.
+//! Shared by the in-crate TLS tests (`src/tls/tests.rs`) and the integration tests.
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::path::PathBuf;
 
@@ -9,8 +11,6 @@ use rcgen::{
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tempfile::TempDir;
-
-use crate::tls::{ClientAuth, TlsSettings};
 
 /// A certificate with its key, as a client presents it.
 pub struct Identity {
@@ -57,15 +57,6 @@ impl Pki {
 
     pub fn ca_der(&self) -> CertificateDer<'static> {
         self.ca.der().clone()
-    }
-
-    pub fn settings(&self, client_auth: ClientAuth) -> TlsSettings {
-        TlsSettings {
-            cert_file: self.path("server.crt"),
-            key_file: self.path("server.key"),
-            client_ca_file: Some(self.path("ca.pem")),
-            client_auth,
-        }
     }
 
     /// A new server key and certificate written over `server.key`/`server.crt`; returns the
