@@ -1,0 +1,94 @@
+//! Interop: a DPoP client written with Python's joserfc (another ecosystem's JOSE library)
+//! calls the proxy. Skips with a notice when Python or joserfc is missing, unless
+//! `FAPI_GUARD_TEST_PYTHON` is set (CI sets it, so there it must run).
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use serde_json::{Value, json};
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/dpop_client.py");
+
+fn python() -> Option<String> {
+    let required = std::env::var("FAPI_GUARD_TEST_PYTHON").ok();
+    let py = required.clone().unwrap_or_else(|| "python3".into());
+    let ok = Command::new(&py)
+        .args(["-c", "import joserfc, requests"])
+        .status()
+        .is_ok_and(|s| s.success());
+    match (ok, required) {
+        (true, _) => Some(py),
+        (false, Some(_)) => {
+            panic!("FAPI_GUARD_TEST_PYTHON is set but {py} cannot import joserfc and requests")
+        }
+        (false, None) => {
+            eprintln!(
+                "SKIPPED interop_python: python3 with joserfc+requests not found (pip install joserfc requests)"
+            );
+            None
+        }
+    }
+}
+
+fn run(py: &str, args: &[&str]) -> Value {
+    let out = Command::new(py)
+        .arg(SCRIPT)
+        .args(args)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("python prints JSON")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn joserfc_dpop_client_is_accepted_and_a_wrong_htu_refused() {
+    let Some(py) = python() else { return };
+    let key = TestKey::new("k1");
+    let jwks = Jwks::start(vec![key.jwks_entry()]).await;
+    let echo = Echo::start().await;
+    let proxy = Proxy::start(&format!("http://{}", echo.addr), &jwks.uri(), "", POLICY).await;
+    proxy.wait_ready().await;
+
+    let generated = run(&py, &["keygen"]);
+    let jkt = generated["jkt"].as_str().expect("jkt").to_owned();
+    let jwk = generated["jwk"].to_string();
+    let token = key.token(|_, c| c["cnf"] = json!({"jkt": jkt}));
+    let url = proxy.url("/bound");
+    let htu = "https://api.test.example/bound";
+    let py2 = py.clone();
+    let (token2, jwk2, url2) = (token.clone(), jwk.clone(), url.clone());
+    let ok = tokio::task::spawn_blocking(move || run(&py2, &["call", &url2, htu, &token2, &jwk2]))
+        .await
+        .expect("join");
+    assert_eq!(ok["status"], 200, "{ok}");
+    assert_eq!(echo.count(), 1);
+
+    // A proof for another URI, minted by the same library, is refused with a DPoP challenge.
+    let bad = tokio::task::spawn_blocking(move || {
+        run(
+            &py,
+            &[
+                "call",
+                &url,
+                "https://api.test.example/elsewhere",
+                &token,
+                &jwk,
+            ],
+        )
+    })
+    .await
+    .expect("join");
+    assert_eq!(bad["status"], 401, "{bad}");
+    assert_eq!(bad["body"]["reason"], "dpop_htu_mismatch");
+    assert!(
+        bad["www"]
+            .as_str()
+            .is_some_and(|w| w.starts_with("DPoP error=\"invalid_dpop_proof\""))
+    );
+}
