@@ -324,6 +324,12 @@ impl Proxy {
     ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("policy.yaml"), policy).expect("write policy");
+        // Tests that configure the audit trail themselves pass an `audit:` section in `extra`.
+        let audit = if extra.contains("audit:") {
+            ""
+        } else {
+            "audit:\n  sink: file\n  path: audit.jsonl\n"
+        };
         let config = format!(
             "\
 listen:
@@ -344,9 +350,7 @@ issuers:
     audiences: [{AUDIENCE}]
     jwks_min_refetch: 1s
 {extra}
-audit:
-  sink: file
-  path: audit.jsonl
+{audit}
 policies: [policy.yaml]
 "
         );
