@@ -328,7 +328,7 @@ async fn metrics_count_decisions_by_route_and_reason() {
             "fapi_guard_cache_requests_total",
             &[("cache", "token"), ("result", "hit")]
         ),
-        3.0
+        2.0
     );
     assert!(metric_value(&m, "fapi_guard_jwks_refreshes_total", &[("result", "ok")]) >= 1.0);
     assert!(metric_value(&m, "fapi_guard_audit_records_total", &[]) >= 7.0);
