@@ -94,6 +94,10 @@ fn write_files(
 listen:
   address: 127.0.0.1:0
   public_url: {aud}
+  forwarded_client_cert:            # as behind an ingress that terminates mTLS
+    header: x-forwarded-client-cert
+    format: xfcc
+    trusted_peers: [127.0.0.1/32]
 upstream:
   url: http://{upstream}
 issuers:

@@ -24,8 +24,16 @@ fn free_port() -> u16 {
 }
 
 fn verify(files: &[&std::path::Path]) -> (i32, String) {
-    let out = Command::new(BIN).args(["audit", "verify"]).args(files).output().expect("run verify");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .args(["audit", "verify"])
+        .args(files)
+        .output()
+        .expect("run verify");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.code().unwrap_or(-1), text)
 }
 
@@ -34,7 +42,11 @@ async fn kill_9_mid_load_loses_no_decision_record() {
     let key = TestKey::new("k1");
     let echo = Echo::start().await;
     let dir = tempfile::tempdir().expect("dir");
-    std::fs::write(dir.path().join("jwks.json"), json!({"keys": [key.jwks_entry()]}).to_string()).expect("jwks");
+    std::fs::write(
+        dir.path().join("jwks.json"),
+        json!({"keys": [key.jwks_entry()]}).to_string(),
+    )
+    .expect("jwks");
     std::fs::write(dir.path().join("policy.yaml"), POLICY).expect("policy");
     let (port, admin) = (free_port(), free_port());
     let config = format!(
@@ -105,9 +117,19 @@ async fn kill_9_mid_load_loses_no_decision_record() {
         .lock()
         .expect("lock")
         .iter()
-        .filter_map(|s| s.headers.get("x-fapi-interaction-id")?.to_str().ok().map(str::to_owned))
+        .filter_map(|s| {
+            s.headers
+                .get("x-fapi-interaction-id")?
+                .to_str()
+                .ok()
+                .map(str::to_owned)
+        })
         .collect();
-    assert!(seen.len() > 20, "load reached the upstream ({} requests)", seen.len());
+    assert!(
+        seen.len() > 20,
+        "load reached the upstream ({} requests)",
+        seen.len()
+    );
     let audit = dir.path().join("audit.jsonl");
     let text = std::fs::read_to_string(&audit).expect("audit file");
     let recorded: HashSet<String> = text
@@ -117,19 +139,50 @@ async fn kill_9_mid_load_loses_no_decision_record() {
         .filter_map(|r| r["interaction_id"].as_str().map(str::to_owned))
         .collect();
     let missing: Vec<_> = seen.difference(&recorded).collect();
-    assert!(missing.is_empty(), "{} forwarded requests have no decision record", missing.len());
+    assert!(
+        missing.is_empty(),
+        "{} forwarded requests have no decision record",
+        missing.len()
+    );
     let (code, out) = verify(&[&audit]);
     assert_eq!(code, 0, "audit verify after kill -9: {out}");
-    eprintln!("kill test: {} requests forwarded, all recorded; {out}", seen.len());
+    eprintln!(
+        "kill test: {} requests forwarded, all recorded; {out}",
+        seen.len()
+    );
 
     // Tampering: each edit is named by line.
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines.len() > 5);
     let edited = lines[2].replacen("\"GET\"", "\"PUT\"", 1);
     let cases: Vec<(&str, Vec<String>, &str)> = vec![
-        ("edit a field", [&lines[..2], &[edited.as_str()], &lines[3..]].concat().iter().map(|s| s.to_string()).collect(), ":4:"),
-        ("delete a line", [&lines[..2], &lines[3..]].concat().iter().map(|s| s.to_string()).collect(), ":3:"),
-        ("swap two lines", [&lines[..2], &[lines[3], lines[2]], &lines[4..]].concat().iter().map(|s| s.to_string()).collect(), ":3:"),
+        (
+            "edit a field",
+            [&lines[..2], &[edited.as_str()], &lines[3..]]
+                .concat()
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            ":4:",
+        ),
+        (
+            "delete a line",
+            [&lines[..2], &lines[3..]]
+                .concat()
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            ":3:",
+        ),
+        (
+            "swap two lines",
+            [&lines[..2], &[lines[3], lines[2]], &lines[4..]]
+                .concat()
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            ":3:",
+        ),
     ];
     for (name, content, line) in cases {
         let f = dir.path().join("tampered.jsonl");

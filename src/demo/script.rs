@@ -12,6 +12,21 @@ use serde_json::{Value, json};
 
 use super::issuer::{AUDIENCE, ISSUER, SigningKey};
 
+/// The RFC 8705 Appendix A example client certificate.
+const TPP_CERT_PEM: &str = "-----BEGIN CERTIFICATE-----
+MIIBBjCBrAIBAjAKBggqhkjOPQQDAjAPMQ0wCwYDVQQDDARtdGxzMB4XDTE4MTAx
+ODEyMzcwOVoXDTIyMDUwMjEyMzcwOVowDzENMAsGA1UEAwwEbXRsczBZMBMGByqG
+SM49AgEGCCqGSM49AwEHA0IABNcnyxwqV6hY8QnhxxzFQ03C7HKW9OylMbnQZjjJ
+/Au08/coZwxS7LfA4vOLS9WuneIXhbGGWvsDSb0tH6IxLm8wCgYIKoZIzj0EAwID
+SQAwRgIhAP0RC1E+vwJD/D1AGHGzuri+hlV/PpQEKTWUVeORWz83AiEA5x2eXZOV
+bUlJSGQgjwD5vaUaKlLR50Q2DmFfQj1L+SY=
+-----END CERTIFICATE-----
+";
+
+fn urlencode(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
 const ACCOUNTS: &str = "/open-banking/v4.0/aisp/accounts";
 const PAYMENTS: &str = "/open-banking/v4.0/pisp/domestic-payments";
 
@@ -92,6 +107,19 @@ fn steps(as_key: &SigningKey) -> Result<Vec<Step>, String> {
             ("dpop", who.proof(method, path, t)?),
         ])
     };
+    // A TPP certificate as an ingress that terminated mTLS forwards it (Envoy XFCC).
+    let xfcc = format!("By=spiffe://ingress;Cert=\"{}\"", urlencode(TPP_CERT_PEM));
+    let cert = crate::mtls::parse_forwarded(&xfcc, crate::mtls::ForwardedFormat::Xfcc)
+        .map_err(|e| format!("{e:?}"))?;
+    let x5t = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, cert);
+    let cert_token = token(
+        as_key,
+        &claims("accounts", |c| c["cnf"] = json!({"x5t#S256": x5t})),
+    )?;
+    let with_cert = vec![
+        ("authorization", format!("Bearer {cert_token}")),
+        ("x-forwarded-client-cert", xfcc.clone()),
+    ];
     let acc1 = format!("{ACCOUNTS}/acc-1/balances");
     let replayed = dpop(&acc_token, "GET", &acc1, &tpp)?;
     let bearer = |t: &str| vec![("authorization", format!("Bearer {t}"))];
@@ -178,6 +206,20 @@ fn steps(as_key: &SigningKey) -> Result<Vec<Step>, String> {
                 "allow",
             )
         },
+        step(
+            "certificate-bound token (mTLS)",
+            Method::GET,
+            ACCOUNTS,
+            with_cert,
+            "allow",
+        ),
+        step(
+            "same token, no certificate",
+            Method::GET,
+            ACCOUNTS,
+            bearer(&cert_token),
+            "mtls_certificate_missing",
+        ),
         step("no token", Method::GET, ACCOUNTS, vec![], "token_missing"),
         step(
             "unbound bearer token",
