@@ -7,6 +7,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod decide;
+pub mod delegation;
 pub mod demo;
 pub mod dpop;
 pub mod duration;
