@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod assurance;
 pub mod audit;
 pub mod cli;
 pub mod clock;

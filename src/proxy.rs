@@ -386,6 +386,8 @@ impl Guard {
                 dpop_algs: &self.dpop_algs,
                 scope: scope.as_deref(),
                 dpop_nonce: eval.dpop_nonce.as_deref(),
+                acr_values: None,
+                max_age: None,
             },
         )
     }

@@ -25,6 +25,12 @@ pub struct ChallengeContext<'a> {
     pub scope: Option<&'a str>,
     /// A fresh nonce to hand out (RFC 9449 §9).
     pub dpop_nonce: Option<&'a str>,
+    /// RFC 9470 §3 `acr_values` for `insufficient_user_authentication`: the route's acceptable
+    /// `acr` values, space-separated, in order of preference.
+    pub acr_values: Option<&'a str>,
+    /// RFC 9470 §3 `max_age` for `insufficient_user_authentication`: the allowed seconds since
+    /// the user last authenticated.
+    pub max_age: Option<u64>,
 }
 
 pub fn full(bytes: impl Into<Bytes>) -> Body {
@@ -108,6 +114,16 @@ fn challenges(reason: DenyReason, error: ErrorCode, ctx: &ChallengeContext<'_>) 
     {
         params.push_str(&format!(", scope=\"{s}\""));
     }
+    // RFC 9470 §3: tell the client which authentication level and recency to ask for. Both are
+    // quoted-strings, as in the RFC's examples (RFC 9110 §11.2 allows either form).
+    if error == ErrorCode::InsufficientUserAuthentication {
+        if let Some(a) = ctx.acr_values.filter(|a| !a.is_empty()) {
+            params.push_str(&format!(", acr_values=\"{a}\""));
+        }
+        if let Some(m) = ctx.max_age {
+            params.push_str(&format!(", max_age=\"{m}\""));
+        }
+    }
     // DPoP proof and nonce errors are always DPoP challenges (RFC 9449 §7.1, §9); the others go
     // in the scheme the client used.
     let scheme = match reason.scheme() {
@@ -130,6 +146,8 @@ mod tests {
             dpop_algs: "ES256 PS256",
             scope: Some("accounts"),
             dpop_nonce: Some("n-1"),
+            acr_values: Some("urn:bank:sca"),
+            max_age: Some(300),
         }
     }
 
@@ -200,6 +218,24 @@ mod tests {
                 None,
                 400,
                 &["Bearer error=\"invalid_request\", error_description=\"request_malformed\""],
+            ),
+            (
+                "step-up (RFC 9470)",
+                DenyReason::AssuranceInsufficient,
+                Some(AuthScheme::Bearer),
+                401,
+                &[
+                    "Bearer error=\"insufficient_user_authentication\", error_description=\"assurance_insufficient\", acr_values=\"urn:bank:sca\", max_age=\"300\"",
+                ],
+            ),
+            (
+                "step-up over DPoP",
+                DenyReason::AssuranceInsufficient,
+                Some(AuthScheme::Dpop),
+                401,
+                &[
+                    "DPoP error=\"insufficient_user_authentication\", error_description=\"assurance_insufficient\", acr_values=\"urn:bank:sca\", max_age=\"300\", algs=\"ES256 PS256\"",
+                ],
             ),
             ("not found", DenyReason::RouteNotFound, None, 404, &[]),
             (
