@@ -19,6 +19,7 @@ pub mod mtls;
 pub mod path;
 pub mod policy;
 pub mod proxy;
+pub mod purpose;
 pub mod reason;
 pub mod reload;
 pub mod response;
