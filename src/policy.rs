@@ -11,7 +11,9 @@ use std::sync::Arc;
 use http::Method;
 use serde::Deserialize;
 
+use crate::assurance::AssuranceRule;
 use crate::config::InvalidConfig;
+use crate::delegation::DelegationRule;
 
 pub use raw::RawPolicy;
 
@@ -60,6 +62,12 @@ pub struct Route {
     /// The policy's `audience`; `None` means the issuer's configured audiences.
     pub audiences: Option<Arc<[String]>>,
     pub mode: Mode,
+    /// `delegation` (spec §5): `None` refuses any token carrying `act` (RFC 8693 §4.1).
+    pub delegation: Option<DelegationRule>,
+    /// `purpose` (spec §5): allowed purposes; `None` means no purpose check.
+    pub purpose: Option<Box<[String]>>,
+    /// `assurance` (spec §5, RFC 9470): `None` means no `acr`/`auth_time` requirement.
+    pub assurance: Option<AssuranceRule>,
 }
 
 /// The compiled route table of every loaded policy file.

@@ -59,6 +59,9 @@ fn route(binding: Binding, public: bool) -> Route {
         public,
         audiences: None,
         mode: Mode::Enforce,
+        delegation: None,
+        purpose: None,
+        assurance: None,
     }
 }
 

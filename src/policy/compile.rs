@@ -11,7 +11,7 @@ use http::Method;
 use super::raw::{RawPolicy, RawRoute};
 use super::{Binding, NameIndex, PolicySet, Route};
 use crate::config::{InvalidConfig, parse_yaml};
-use crate::path;
+use crate::{path, purpose};
 
 pub(super) fn compile(sources: &[(PathBuf, String)]) -> Result<PolicySet, Vec<InvalidConfig>> {
     let mut errors = Vec::new();
@@ -187,16 +187,36 @@ fn compile_route(
         ),
     ))?;
     check_template(&r.path).map_err(|m| ("path", m))?;
-    if r.public && (r.scopes.is_some() || r.binding.is_some()) {
+    if r.public
+        && (r.scopes.is_some()
+            || r.binding.is_some()
+            || r.delegation.is_some()
+            || r.purpose.is_some()
+            || r.assurance.is_some())
+    {
         return Err((
             "public",
-            "a public route takes no token, so scopes and binding make no sense on it".into(),
+            "a public route takes no token, so scopes, binding, delegation, purpose and \
+             assurance make no sense on it"
+                .into(),
         ));
     }
     let scopes = r.scopes.unwrap_or_else(|| default_scopes.to_vec());
     if let Some(bad) = scopes.iter().find(|s| !is_scope_token(s)) {
         return Err(("scopes", scope_error(bad)));
     }
+    let delegation = r
+        .delegation
+        .map(|d| d.compile().map_err(|m| ("delegation", m)))
+        .transpose()?;
+    let purpose = r
+        .purpose
+        .map(|p| purpose::compile(p).map_err(|m| ("purpose", m)))
+        .transpose()?;
+    let assurance = r
+        .assurance
+        .map(|a| a.compile().map_err(|m| ("assurance", m)))
+        .transpose()?;
     Ok(Route {
         api: api.clone(),
         name: Arc::from(r.name.as_str()),
@@ -207,6 +227,9 @@ fn compile_route(
         public: r.public,
         audiences: audiences.clone(),
         mode,
+        delegation,
+        purpose,
+        assurance,
     })
 }
 

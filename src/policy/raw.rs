@@ -3,6 +3,8 @@
 use serde::Deserialize;
 
 use super::{Binding, Mode};
+use crate::assurance::RawAssurance;
+use crate::delegation::RawDelegation;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,6 +40,15 @@ pub struct RawRoute {
     pub binding: Option<Binding>,
     #[serde(default)]
     pub public: bool,
+    /// RFC 8693 `act` chain rule; absent: tokens with `act` are refused.
+    #[serde(default)]
+    pub delegation: Option<RawDelegation>,
+    /// Allowed purposes (consent's or token's).
+    #[serde(default)]
+    pub purpose: Option<Vec<String>>,
+    /// RFC 9470 step-up: required `acr` values and `auth_time` age.
+    #[serde(default)]
+    pub assurance: Option<RawAssurance>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -210,3 +210,98 @@ fn shipped_policies_compile() {
     let set = PolicySet::load(&[dir]).unwrap_or_else(|e| panic!("{e:?}"));
     assert!(set.routes().len() >= 4);
 }
+
+const PAYMENTS: &str = "\
+api: payments
+routes:
+  - name: create-payment
+    method: POST
+    path: /domestic-payments
+    scopes: [payments]
+    delegation:
+      max_depth: 1
+      actors: [\"spiffe://bank.example/ns/aggregators/*\"]
+      chain: [\"spiffe://bank.example/*\"]
+    purpose: [payment-initiation]
+    assurance: {acr: [\"urn:bank:sca\"], max_auth_age: 5m}
+";
+
+#[test]
+fn delegation_purpose_and_assurance_compile() {
+    let set = compile(&[("payments.yaml", PAYMENTS)]).expect("compiles");
+    let r = set
+        .lookup(&Method::POST, "/domestic-payments")
+        .expect("route")
+        .route;
+    let d = r.delegation.as_ref().expect("delegation");
+    assert_eq!(d.max_depth, 1);
+    assert_eq!(d.actors.len(), 1);
+    assert_eq!(d.chain.as_ref().map(|c| c.len()), Some(1));
+    assert_eq!(
+        r.purpose.as_deref(),
+        Some(&["payment-initiation".to_owned()][..])
+    );
+    let a = r.assurance.as_ref().expect("assurance");
+    assert_eq!(a.acr_values(), Some("urn:bank:sca"));
+    assert_eq!(a.max_age(), Some(300));
+    let plain = compile(&[("a.yaml", ACCOUNTS)]).expect("compiles");
+    let l = plain
+        .lookup(&Method::GET, "/accounts")
+        .expect("route")
+        .route;
+    assert!(l.delegation.is_none() && l.purpose.is_none() && l.assurance.is_none());
+}
+
+#[test]
+fn delegation_purpose_and_assurance_errors_are_located() {
+    let cases: &[(&str, String, &str, &str)] = &[
+        (
+            "unknown delegation key",
+            PAYMENTS.replace("max_depth: 1", "maxdepth: 1"),
+            "routes[0].delegation",
+            "unknown field",
+        ),
+        (
+            "infix glob",
+            PAYMENTS.replace("aggregators/*", "*/aggregators"),
+            "routes[0] (create-payment).delegation",
+            "actors[0]",
+        ),
+        (
+            "depth beyond the parser cap",
+            PAYMENTS.replace("max_depth: 1", "max_depth: 99"),
+            "routes[0] (create-payment).delegation",
+            "max_depth",
+        ),
+        (
+            "empty purpose",
+            PAYMENTS.replace("[payment-initiation]", "[]"),
+            "routes[0] (create-payment).purpose",
+            "empty",
+        ),
+        (
+            "unknown assurance key",
+            PAYMENTS.replace("max_auth_age", "max_age"),
+            "routes[0].assurance",
+            "unknown field",
+        ),
+        (
+            "bad acr",
+            PAYMENTS.replace("[\"urn:bank:sca\"]", "[\"urn bank\"]"),
+            "routes[0] (create-payment).assurance",
+            "acr[0]",
+        ),
+        (
+            "public with purpose",
+            ACCOUNTS.replace("    public: true", "    public: true\n    purpose: [x]"),
+            "routes[4] (health).public",
+            "public",
+        ),
+    ];
+    for (name, src, field, msg) in cases {
+        let errs = compile(&[("p.yaml", src.as_str())]).expect_err(name);
+        assert!(errs[0].field.starts_with(field), "{name}: {}", errs[0]);
+        assert!(errs[0].to_string().contains(msg), "{name}: {}", errs[0]);
+        assert!(errs[0].line.is_some(), "{name}: {}", errs[0]);
+    }
+}
