@@ -16,8 +16,10 @@ use jsonwebtoken::Algorithm;
 
 use crate::audit::AuditSettings;
 use crate::dpop::DpopSettings;
+use crate::identity::IdentityHeaders;
 use crate::mtls::ForwardedFormat;
 use crate::tls::TlsSettings;
+use crate::txn_token::TxnTokenSettings;
 
 pub use cidr::Cidr;
 pub use raw::RawConfig;
@@ -110,6 +112,8 @@ pub struct Config {
     pub token_cache_capacity: u64,
     pub dpop: DpopSettings,
     pub audit: AuditSettings,
+    /// `transaction_token:` (spec §4, §7): minting and/or internal-hop acceptance.
+    pub transaction_token: TxnTokenSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -149,6 +153,9 @@ pub struct UpstreamSettings {
     pub path_prefix: String,
     pub connect_timeout: Duration,
     pub timeout: Duration,
+    /// Identity headers set for the upstream from verified values (spec §7); always stripped
+    /// from inbound requests.
+    pub identity_headers: IdentityHeaders,
 }
 
 #[derive(Debug, Clone)]

@@ -17,8 +17,10 @@ use super::{
 use crate::audit::AuditConfig;
 use crate::dpop::DpopConfig;
 use crate::duration::HumanDuration;
+use crate::identity::RawIdentityHeaders;
 use crate::mtls::ForwardedFormat;
 use crate::tls::TlsConfig;
+use crate::txn_token::TxnTokenConfig;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,6 +37,8 @@ pub struct RawConfig {
     pub dpop: Option<DpopConfig>,
     #[serde(default)]
     pub audit: Option<AuditConfig>,
+    #[serde(default)]
+    pub transaction_token: Option<TxnTokenConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,6 +100,8 @@ pub struct RawUpstream {
     pub connect_timeout: HumanDuration,
     #[serde(default = "thirty_seconds")]
     pub timeout: HumanDuration,
+    #[serde(default)]
+    pub identity_headers: RawIdentityHeaders,
 }
 
 #[derive(Debug, Deserialize)]
@@ -212,7 +218,14 @@ impl RawConfig {
             .unwrap_or_default()
             .compile(base)
             .map_err(|m| config_error(file, "audit", m))?;
+        let transaction_token = match &self.transaction_token {
+            None => Default::default(),
+            Some(t) => t
+                .compile(base)
+                .map_err(|m| config_error(file, "transaction_token", m))?,
+        };
         Ok(Config {
+            transaction_token,
             dpop,
             audit,
             file: file.to_path_buf(),
@@ -325,7 +338,15 @@ fn compile_upstream(file: &Path, raw: RawUpstream) -> Result<UpstreamSettings, I
     if uri.query().is_some() {
         return Err(err("must not have a query"));
     }
+    let identity_headers = raw.identity_headers.compile().map_err(|m| {
+        config_error(
+            file,
+            "upstream.identity_headers",
+            format!("upstream.identity_headers.{m}"),
+        )
+    })?;
     Ok(UpstreamSettings {
+        identity_headers,
         origin: format!("http://{auth}"),
         path_prefix: uri.path().trim_end_matches('/').to_owned(),
         connect_timeout: raw.connect_timeout.0,
