@@ -205,10 +205,10 @@ pub fn check(rule: Option<&DelegationRule>, chain: &[Actor]) -> Result<(), DenyR
     if !matches_any(&rule.actors, &current.sub) {
         return Err(DenyReason::DelegationActorNotAllowed);
     }
-    if let Some(allowed) = &rule.chain {
-        if chain[1..].iter().any(|hop| !matches_any(allowed, &hop.sub)) {
-            return Err(DenyReason::DelegationChainNotAllowed);
-        }
+    if let Some(allowed) = &rule.chain
+        && chain[1..].iter().any(|hop| !matches_any(allowed, &hop.sub))
+    {
+        return Err(DenyReason::DelegationChainNotAllowed);
     }
     Ok(())
 }

@@ -431,60 +431,57 @@ fn config_errors_name_the_field() {
         "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
     )
     .expect("write");
+    let section = |extra: &str| format!("{CONFIG}{extra}");
     let cases = [
         (
             "no audience",
-            "transaction_token: {enabled: true}\n",
+            section("transaction_token: {enabled: true}\n"),
             "transaction_token.audience",
         ),
         (
             "lifetime over 60s",
-            "transaction_token: {enabled: true, audience: d, lifetime: 2m}\n",
+            section("transaction_token: {enabled: true, audience: d, lifetime: 2m}\n"),
             "transaction_token.lifetime",
         ),
         (
             "missing key file",
-            "transaction_token: {enabled: true, audience: d, signing_key_file: nope.pem}\n",
+            section(
+                "transaction_token: {enabled: true, audience: d, signing_key_file: nope.pem}\n",
+            ),
             "transaction_token.signing_key_file",
         ),
         (
             "not a P-256 key",
-            "transaction_token: {enabled: true, audience: d, signing_key_file: rsa.pem}\n",
+            section("transaction_token: {enabled: true, audience: d, signing_key_file: rsa.pem}\n"),
             "transaction_token.signing_key_file",
         ),
         (
             "unknown key",
-            "transaction_token: {enabled: true, audiences: d}\n",
+            section("transaction_token: {enabled: true, audiences: d}\n"),
             "transaction_token.audiences",
         ),
         (
             "two jwks sources",
-            "transaction_token: {accept: {issuer: e, audience: d, jwks_file: a, jwks_uri: 'http://e/jwks'}}\n",
+            section(
+                "transaction_token: {accept: {issuer: e, audience: d, jwks_file: a, jwks_uri: 'http://e/jwks'}}\n",
+            ),
             "transaction_token.accept.jwks_uri",
         ),
         (
             "accept without audience",
-            "transaction_token: {accept: {issuer: e, jwks_file: a}}\n",
+            section("transaction_token: {accept: {issuer: e, jwks_file: a}}\n"),
             "transaction_token.accept",
         ),
         (
             "reserved identity header",
-            "",
+            CONFIG.replace(
+                "  url: http://127.0.0.1:8080\n",
+                "  url: http://127.0.0.1:8080\n  identity_headers: {subject: authorization}\n",
+            ),
             "upstream.identity_headers.subject",
         ),
     ];
-    for (name, extra, field) in cases {
-        let src = if name == "reserved identity header" {
-            format!(
-                "{}",
-                CONFIG.replace(
-                    "  url: http://127.0.0.1:8080\n",
-                    "  url: http://127.0.0.1:8080\n  identity_headers: {subject: authorization}\n"
-                )
-            )
-        } else {
-            format!("{CONFIG}{extra}")
-        };
+    for (name, src, field) in cases {
         let e = Config::from_yaml(&d.join("config.yaml"), &src).expect_err(name);
         assert!(e.field.starts_with(field), "{name}: {e}");
     }
