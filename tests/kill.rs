@@ -76,11 +76,10 @@ async fn kill_9_mid_load_loses_no_decision_record() {
             ),
         )
         .await
+            && r.status() == 200
         {
-            if r.status() == 200 {
-                ready = true;
-                break;
-            }
+            ready = true;
+            break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
