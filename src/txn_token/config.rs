@@ -222,3 +222,6 @@ pub(super) fn load_signing_key(path: &Path) -> Result<SigningKeyDer, String> {
         .map_err(|_| "not an EC P-256 private key usable for ES256".to_owned())?;
     Ok(SigningKeyDer(der))
 }
+
+#[cfg(test)]
+mod tests;
