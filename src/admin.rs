@@ -1,4 +1,4 @@
-//! The admin listener (spec §4): `/healthz`, `/readyz`, `/metrics`; bind it to localhost or a pod-internal
+//! The admin listener (spec §4): `/healthz`, `/readyz`, `/metrics`, `/jwks`; bind it to localhost or a pod-internal
 //! port.
 
 use std::convert::Infallible;
@@ -48,6 +48,20 @@ fn route<B>(guard: &Guard, req: &Request<B>) -> Response<Body> {
                 text(StatusCode::SERVICE_UNAVAILABLE, "issuer keys not loaded\n")
             }
         }
+        (&Method::GET, "/jwks") => match guard.txn_jwks() {
+            Some(jwks) => {
+                let mut r = Response::new(full(jwks.to_string()));
+                r.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/jwk-set+json"),
+                );
+                r
+            }
+            None => text(
+                StatusCode::NOT_FOUND,
+                "transaction tokens are not enabled\n",
+            ),
+        },
         (&Method::GET, "/metrics") => {
             let mut r = Response::new(full(guard.metrics().encode()));
             r.headers_mut().insert(

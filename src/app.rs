@@ -36,15 +36,15 @@ pub fn build(config: Config, clock: Clock) -> Result<Arc<Guard>, AppError> {
     let audit = AuditLog::start(config.audit.clone(), metrics.clone(), clock.clone())
         .map_err(|e| AppError::Config(e.to_string()))?;
     let config = Arc::new(config);
-    Ok(Arc::new(Guard::new(
-        config, policies, http, clock, metrics, audit,
-    )))
+    let guard =
+        Guard::new(config, policies, http, clock, metrics, audit).map_err(AppError::Config)?;
+    Ok(Arc::new(guard))
 }
 
 pub async fn run(config_file: &Path) -> Result<(), AppError> {
     let config = Config::load(config_file).map_err(|e| AppError::Config(e.to_string()))?;
     let guard = build(config, Clock::system())?;
-    guard.tokens().spawn_refresh();
+    guard.spawn_refresh();
     let grace = guard.config().listen.limits.request_timeout;
     let running = server::start(guard.clone(), grace).await?;
     let _watcher = reload::watch(guard.clone(), guard.config().policy_paths.clone())

@@ -6,6 +6,7 @@
 
 use crate::jwk::thumbprints_equal;
 use crate::mtls;
+use crate::{assurance, delegation, purpose};
 
 use crate::policy::{Binding, Route};
 use crate::reason::DenyReason;
@@ -47,6 +48,8 @@ pub struct Facts<'a> {
     pub dpop: DpopFact<'a>,
     /// SHA-256 of the client certificate of this connection (or forwarded by a trusted peer).
     pub client_cert_sha256: Option<&'a [u8; 32]>,
+    /// The purpose recorded in the consent behind the token, when there is one.
+    pub consent_purpose: Option<&'a str>,
 }
 
 /// How the token was bound to the caller, for the audit record.
@@ -55,6 +58,8 @@ pub enum BoundBy {
     Dpop,
     Mtls,
     Unbound,
+    /// A Txn-Token from the trusted edge (internal hop): the caller was bound at the edge.
+    TxnToken,
     /// Public route: no token looked at.
     Public,
 }
@@ -65,6 +70,7 @@ impl BoundBy {
             Self::Dpop => "dpop",
             Self::Mtls => "mtls",
             Self::Unbound => "none",
+            Self::TxnToken => "txn_token",
             Self::Public => "public",
         }
     }
@@ -97,7 +103,31 @@ fn check(f: &Facts<'_>, route: &Route) -> Result<BoundBy, DenyReason> {
     check_audience(token, route)?;
     let bound = check_binding(f, token, route.binding)?;
     check_scopes(token, route)?;
+    check_delegation(token, route)?;
+    check_purpose(f, token, route)?;
+    let (acr, auth_time) = assurance::token_claims(&token.extra);
+    assurance::check(route.assurance.as_ref(), acr, auth_time, f.now)?;
     Ok(bound)
+}
+
+/// RFC 8693 §4.1: the current actor (outermost `act`) is what authorization looks at; the
+/// bank's `chain` rule and the per-hop scope attenuation come on top.
+fn check_delegation(t: &VerifiedToken, route: &Route) -> Result<(), DenyReason> {
+    let chain = t.delegation.as_ref().map_err(|r| *r)?;
+    delegation::check(route.delegation.as_ref(), &chain.actors)?;
+    delegation::check_attenuation(&t.scopes, &chain.scopes)
+}
+
+/// Spec §1.5: the consent's purpose when the consent record has one, else the token's claim.
+fn check_purpose(f: &Facts<'_>, t: &VerifiedToken, route: &Route) -> Result<(), DenyReason> {
+    match &route.purpose {
+        None => Ok(()),
+        Some(allowed) => purpose::check(
+            allowed,
+            purpose::token_purpose(&t.extra, purpose::DEFAULT_CLAIM),
+            f.consent_purpose,
+        ),
+    }
 }
 
 /// RFC 7519 §4.1.4/§4.1.5 with the issuer's skew; RFC 9068 §4 lifetime cap (FAPI: short-lived).
@@ -133,6 +163,11 @@ fn check_binding(
     t: &VerifiedToken,
     binding: Binding,
 ) -> Result<BoundBy, DenyReason> {
+    // Internal hop: the Txn-Token is audience-restricted to this trust domain and lives at most
+    // 60 s; the sender constraint was enforced by the edge that minted it.
+    if t.txn.is_some() {
+        return Ok(BoundBy::TxnToken);
+    }
     match (&t.cnf.jkt, &t.cnf.x5t_s256) {
         // A token bound two ways is a confused issuer; refuse rather than pick one.
         (Some(_), Some(_)) => Err(DenyReason::BindingSchemeMismatch),

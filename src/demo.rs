@@ -31,7 +31,7 @@ pub async fn run(serve: bool) -> Result<(), String> {
         write_files(&dir, upstream, jwks).map_err(|e| format!("{}: {e}", dir.display()))?;
     let config = Config::load(&config).map_err(|e| e.to_string())?;
     let guard = app::build(config, Clock::system()).map_err(|e| e.to_string())?;
-    guard.tokens().spawn_refresh();
+    guard.spawn_refresh();
     for _ in 0..100 {
         if guard.is_ready() {
             break;

@@ -20,18 +20,22 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
+use crate::assurance::AssuranceRule;
+use crate::audit::AuditRecord;
 use crate::audit::{AuditLog, Durability};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::decide::{AuthScheme, Decision};
 use crate::dpop::MemoryReplayCache;
 use crate::http_client::HttpsClient;
+use crate::identity::{self, IdentityValues};
 use crate::metrics::{self, Metrics};
 use crate::path;
 use crate::policy::{Mode, PolicySet, Route};
 use crate::reason::DenyReason;
 use crate::response::{self, Body, ChallengeContext, INTERACTION_ID};
 use crate::token::{TokenDigest, TokenVerifier, VerifiedToken};
+use crate::txn_token::{self, RequestContext, TxnContext, TxnTokenIssuer, TxnTokenVerifier};
 
 use forward::{Upstream, UpstreamError};
 use record::{Outcome, RequestInfo};
@@ -56,6 +60,8 @@ pub struct Guard {
     metrics: Arc<Metrics>,
     audit: AuditLog,
     replay: MemoryReplayCache,
+    txn_issuer: Option<TxnTokenIssuer>,
+    txn_verifier: Option<TxnTokenVerifier>,
     dpop_algs: String,
     draining: AtomicBool,
 }
@@ -70,6 +76,9 @@ pub struct Evaluation {
     pub decide_ns: u64,
     /// A DPoP nonce to hand out (RFC 9449 §8.2), when nonces are required.
     pub dpop_nonce: Option<String>,
+    /// The transaction id: of the Txn-Token minted for this request, or of the verified inbound
+    /// one at an internal hop.
+    pub txn: Option<String>,
 }
 
 impl Evaluation {
@@ -82,6 +91,7 @@ impl Evaluation {
             scheme,
             decide_ns: 0,
             dpop_nonce: None,
+            txn: None,
         }
     }
 
@@ -110,7 +120,16 @@ impl Guard {
         clock: Clock,
         metrics: Arc<Metrics>,
         audit: AuditLog,
-    ) -> Self {
+    ) -> Result<Self, String> {
+        let txn = &config.transaction_token;
+        let txn_issuer = match &txn.mint {
+            None => None,
+            Some(m) => Some(TxnTokenIssuer::new(m).map_err(|e| format!("transaction_token: {e}"))?),
+        };
+        let txn_verifier = txn
+            .accept
+            .as_ref()
+            .map(|a| TxnTokenVerifier::new(a, http.clone(), metrics.clone()));
         let tokens = TokenVerifier::new(
             &config.issuers,
             config.token_cache_capacity,
@@ -127,7 +146,9 @@ impl Guard {
             .collect::<Vec<_>>()
             .join(" ");
         metrics.set_policy_revision(policies.revision());
-        Self {
+        Ok(Self {
+            txn_issuer,
+            txn_verifier,
             dpop_algs,
             policies: ArcSwap::from_pointee(policies),
             tokens,
@@ -138,7 +159,20 @@ impl Guard {
             replay: MemoryReplayCache::default(),
             config,
             draining: AtomicBool::new(false),
+        })
+    }
+
+    /// Starts the background key refreshes (issuers, and the trusted Txn-Token issuer).
+    pub fn spawn_refresh(&self) {
+        self.tokens.spawn_refresh();
+        if let Some(v) = &self.txn_verifier {
+            v.spawn_refresh();
         }
+    }
+
+    /// The public keys of this sidecar's Txn-Token signing key (admin `/jwks`).
+    pub fn txn_jwks(&self) -> Option<serde_json::Value> {
+        self.txn_issuer.as_ref().map(TxnTokenIssuer::jwks)
     }
 
     pub fn config(&self) -> &Config {
@@ -177,7 +211,12 @@ impl Guard {
     /// Ready when issuer keys are loaded and we are not draining (policies are compiled before
     /// the guard exists; the state backend is in-process).
     pub fn is_ready(&self) -> bool {
-        !self.is_draining() && self.tokens.all_keys_loaded()
+        !self.is_draining()
+            && self.tokens.all_keys_loaded()
+            && self
+                .txn_verifier
+                .as_ref()
+                .is_none_or(TxnTokenVerifier::has_keys)
     }
 
     /// Handles one request end to end. Never fails: every path ends in a response.
@@ -244,6 +283,20 @@ impl Guard {
             return resp;
         }
 
+        // Verified context for the upstream: identity headers (inbound copies always removed)
+        // and the Txn-Token, prepared before the record so that a failure is recorded as what
+        // the client gets.
+        let txn_header =
+            match self.upstream_context(&mut parts.headers, &parts.method, &mut eval, conn, iid) {
+                Ok(h) => h,
+                Err(reason) => {
+                    eval.decision = Decision::Deny(reason);
+                    let resp = self.respond_deny(&eval, iid, trace_id);
+                    self.audit.record_detached(record::decision(&eval, &info));
+                    return resp;
+                }
+            };
+
         // Spec §8: with `before_forward` no request reaches the API without its record.
         let mut outcome = Outcome::new(&self.audit, &eval, &info, started);
         if self.audit.durability() == Durability::BeforeForward
@@ -277,6 +330,9 @@ impl Guard {
         headers::for_upstream(&mut parts.headers, conn.peer.ip(), proto, host);
         if let Ok(v) = HeaderValue::from_str(iid) {
             parts.headers.insert(INTERACTION_ID, v);
+        }
+        if let Some(t) = txn_header {
+            parts.headers.insert(txn_token::HEADER, t);
         }
         if new_trace {
             trace::start(&mut parts.headers, trace_id);
@@ -315,6 +371,63 @@ impl Guard {
                 response::upstream_error(status, code, iid)
             }
         }
+    }
+
+    /// Sets the identity headers from the verified token and mints (edge) or passes on (internal
+    /// hop) the Txn-Token. Returns the `Txn-Token` header value for the upstream.
+    fn upstream_context(
+        &self,
+        headers: &mut HeaderMap,
+        method: &http::Method,
+        eval: &mut Evaluation,
+        conn: &ConnInfo,
+        iid: &str,
+    ) -> Result<Option<HeaderValue>, DenyReason> {
+        let allowed = matches!(eval.decision, Decision::Allow(_));
+        let token = eval.token.clone().filter(|_| allowed);
+        let identity = token.as_deref().map(|t| IdentityValues {
+            subject: &t.sub,
+            client_id: &t.client_id,
+            consent_id: None,
+        });
+        let names = &self.config.upstream.identity_headers;
+        identity::strip_and_set(headers, names, identity.as_ref())
+            .map_err(|_| DenyReason::TokenMalformed)?;
+        let Some(t) = token else {
+            return Ok(None);
+        };
+        if let Some(issuer) = &self.txn_issuer {
+            let chain = t.delegation.as_ref().map_err(|r| *r)?;
+            let route = eval.route.as_ref().map_or("", |r| &r.name);
+            let ctx = TxnContext {
+                sub: &t.sub,
+                scopes: &t.scopes,
+                req_wl: &t.client_id,
+                chain,
+                purpose: crate::purpose::token_purpose(&t.extra, crate::purpose::DEFAULT_CLAIM),
+                consent_id: None,
+                rctx: RequestContext {
+                    req_ip: conn.peer.ip(),
+                    method: method.as_str(),
+                    route,
+                },
+            };
+            let (jwt, txn) = issuer.mint(&ctx, self.clock.now_unix()).map_err(|e| {
+                tracing::error!(error = %e, "Txn-Token minting failed; refusing");
+                DenyReason::DependencyUnavailable
+            })?;
+            self.audit
+                .record_detached(AuditRecord::txn_token_issued(txn.clone()).interaction_id(iid));
+            eval.txn = Some(txn);
+            return HeaderValue::from_str(&jwt)
+                .map(Some)
+                .map_err(|_| DenyReason::DependencyUnavailable);
+        }
+        // Internal hop: the verified inbound Txn-Token travels on unchanged within the domain.
+        eval.txn = t.txn.clone();
+        Ok(t.txn
+            .as_ref()
+            .and_then(|_| headers.get(txn_token::HEADER).cloned()))
     }
 
     /// Reads the body only where a check needs it: a form body may carry an access token (RFC
@@ -369,6 +482,7 @@ impl Guard {
             return response::upstream_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", iid);
         };
         let scope = eval.route.as_ref().map(|r| r.scopes.join(" "));
+        let assurance = eval.route.as_ref().and_then(|r| r.assurance.as_ref());
         let (api, route) = eval.labels();
         tracing::info!(
             interaction_id = iid,
@@ -386,8 +500,8 @@ impl Guard {
                 dpop_algs: &self.dpop_algs,
                 scope: scope.as_deref(),
                 dpop_nonce: eval.dpop_nonce.as_deref(),
-                acr_values: None,
-                max_age: None,
+                acr_values: assurance.and_then(AssuranceRule::acr_values),
+                max_age: assurance.and_then(AssuranceRule::max_age),
             },
         )
     }

@@ -21,7 +21,10 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::delegation::Chain;
-use crate::token::TokenDigest;
+use std::sync::Arc;
+
+use crate::config::IssuerSettings;
+use crate::token::{TokenDigest, VerifiedToken};
 
 pub use config::{AcceptSettings, MintSettings, TxnTokenConfig, TxnTokenSettings};
 pub use issuer::TxnTokenIssuer;
@@ -96,6 +99,34 @@ pub struct RequestContextClaims {
 impl VerifiedTxnToken {
     pub fn has_scope(&self, s: &str) -> bool {
         self.scopes.iter().any(|x| &**x == s)
+    }
+
+    /// The credential as `decide` sees it: the same route policy (scopes, purpose, delegation)
+    /// applies to the Txn-Token's claims at an internal hop.
+    pub fn into_verified_token(self, issuer: Arc<IssuerSettings>) -> VerifiedToken {
+        let mut extra = serde_json::Map::new();
+        if let Some(p) = self.purpose {
+            extra.insert(crate::purpose::DEFAULT_CLAIM.to_owned(), p.into());
+        }
+        if let Some(c) = self.consent_id {
+            extra.insert("consent_id".to_owned(), c.into());
+        }
+        VerifiedToken {
+            issuer,
+            digest: self.digest,
+            sub: self.sub,
+            client_id: self.req_wl,
+            jti: self.txn.clone(),
+            aud: self.aud,
+            exp: self.exp,
+            iat: self.iat,
+            nbf: None,
+            scopes: self.scopes,
+            cnf: Default::default(),
+            delegation: Ok(self.chain),
+            txn: Some(self.txn),
+            extra,
+        }
     }
 }
 

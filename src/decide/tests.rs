@@ -42,6 +42,8 @@ fn token(edit: impl FnOnce(&mut VerifiedToken)) -> VerifiedToken {
             jkt: Some(JKT.into()),
             x5t_s256: None,
         },
+        delegation: Ok(Default::default()),
+        txn: None,
         extra: Default::default(),
     };
     edit(&mut t);
@@ -72,6 +74,7 @@ fn facts<'a>(t: TokenFact<'a>, scheme: AuthScheme, dpop: DpopFact<'a>) -> Facts<
         token: t,
         dpop,
         client_cert_sha256: None,
+        consent_purpose: None,
     }
 }
 

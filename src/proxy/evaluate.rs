@@ -10,6 +10,7 @@ use crate::path;
 use crate::policy::PolicySet;
 use crate::reason::DenyReason;
 use crate::token::{self, TokenDigest, TokenFailure, VerifiedToken};
+use crate::txn_token;
 
 impl Guard {
     /// Every check up to the decision. No response is written here.
@@ -48,7 +49,26 @@ impl Guard {
         let now = self.clock.now_unix();
 
         let mut rejected = None;
-        if let (Some(p), false) = (presented, route.public) {
+        let inbound_txn = parts
+            .headers
+            .get(txn_token::HEADER)
+            .and_then(|v| v.to_str().ok());
+        if route.public {
+            // No credential looked at.
+        } else if let (Some(verifier), Some(raw)) = (&self.txn_verifier, inbound_txn) {
+            // Internal hop: a Txn-Token from the trusted edge is the credential.
+            eval.digest = Some(token::digest(raw));
+            match verifier.verify(raw, now).await {
+                Ok(v) => {
+                    eval.token = Some(Arc::new(v.into_verified_token(verifier.settings().clone())))
+                }
+                Err(TokenFailure::Deny(r)) => rejected = Some(r),
+                Err(TokenFailure::KeysUnavailable) => {
+                    eval.decision = decide::Decision::Deny(DenyReason::DependencyUnavailable);
+                    return eval;
+                }
+            }
+        } else if let Some(p) = presented {
             let digest = token::digest(p.token);
             eval.digest = Some(digest);
             match self.verified_token(p.token, digest).await {
@@ -90,6 +110,7 @@ impl Guard {
             token: token_fact,
             dpop: dpop_fact,
             client_cert_sha256: client_cert,
+            consent_purpose: None,
         };
         let t0 = Instant::now();
         eval.decision = decide::decide(&facts, &route);

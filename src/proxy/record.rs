@@ -7,6 +7,7 @@ use super::Evaluation;
 use crate::audit::{AuditLog, AuditRecord, Durability, TokenInfo, digest_prefix};
 use crate::decide::{BoundBy, Decision};
 use crate::policy::Mode;
+use crate::purpose;
 
 /// The request facts every record of this request carries.
 pub struct RequestInfo<'a> {
@@ -35,12 +36,24 @@ pub fn decision(eval: &Evaluation, req: &RequestInfo<'_>) -> AuditRecord {
             rec = rec.audit_mode();
         }
     }
+    if let Some(txn) = &eval.txn {
+        rec = rec.txn(txn);
+    }
     if let Some(t) = &eval.token {
         rec = rec
             .client_id(&t.client_id)
             .subject(&t.sub)
             .issuer(&t.issuer.issuer)
             .scopes(t.scopes.iter().map(|s| s.to_string()).collect());
+        // Spec §7: the audit record carries the whole `act` chain, current actor first.
+        if let Ok(chain) = &t.delegation
+            && !chain.actors.is_empty()
+        {
+            rec = rec.delegation(chain.actors.clone());
+        }
+        if let Some(p) = purpose::token_purpose(&t.extra, purpose::DEFAULT_CLAIM) {
+            rec = rec.purpose(p);
+        }
     }
     if let Some(d) = &eval.digest {
         let binding = match (bound, &eval.token) {

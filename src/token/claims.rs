@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use super::TokenDigest;
 use crate::config::IssuerSettings;
+use crate::delegation::{self, Chain};
 use crate::reason::DenyReason;
 
 /// A token whose signature, algorithm, type and issuer were verified. Time, audience, binding
@@ -25,7 +26,14 @@ pub struct VerifiedToken {
     /// Space-delimited `scope` split once (RFC 9068 §2.2.3, RFC 6749 §3.3).
     pub scopes: Box<[Box<str>]>,
     pub cnf: Cnf,
-    /// Every other claim, for later checks (consent id, `act`, `authorization_details`, …).
+    /// The RFC 8693 `act` chain, parsed once when the token is verified. A malformed chain is
+    /// kept as its deny reason (`decide` refuses the token), so the audit record still gets the
+    /// token's identity.
+    pub delegation: Result<Chain, DenyReason>,
+    /// `Some(txn)` when the credential is a verified Txn-Token (internal-hop mode), not an
+    /// access token.
+    pub txn: Option<String>,
+    /// Every other claim, for later checks (consent id, `acr`, `authorization_details`, …).
     pub extra: Map<String, Value>,
 }
 
@@ -126,6 +134,8 @@ impl RawClaims {
             nbf: self.nbf,
             scopes,
             cnf: self.cnf.unwrap_or_default(),
+            delegation: delegation::parse(self.extra.get("act")),
+            txn: None,
             extra: self.extra,
         })
     }

@@ -39,6 +39,12 @@ impl TxnTokenVerifier {
         &self.settings.issuer
     }
 
+    /// The trusted issuer's settings (skew, 60 s lifetime cap, audience), for the verified
+    /// credential handed to `decide`.
+    pub fn settings(&self) -> &Arc<IssuerSettings> {
+        &self.settings
+    }
+
     /// Readiness: the trusted issuer's keys are loaded.
     pub fn has_keys(&self) -> bool {
         self.keys.has_keys()

@@ -359,7 +359,7 @@ policies: [policy.yaml]
         let config = fapi_guard::config::Config::load(&path).expect("config");
         let guard =
             fapi_guard::app::build(config, fapi_guard::clock::Clock::system()).expect("build");
-        guard.tokens().spawn_refresh();
+        guard.spawn_refresh();
         let running = fapi_guard::server::start(guard, Duration::from_secs(2))
             .await
             .expect("start");
