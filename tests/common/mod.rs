@@ -40,6 +40,7 @@ pub fn now() -> i64 {
 pub struct TestKey {
     pub kid: String,
     pair: EcdsaKeyPair,
+    pkcs8: Vec<u8>,
 }
 
 impl TestKey {
@@ -52,7 +53,35 @@ impl TestKey {
         Self {
             kid: kid.to_owned(),
             pair,
+            pkcs8: pkcs8.as_ref().to_vec(),
         }
+    }
+
+    /// The private key as a PKCS#8 PEM file body (for `signing_key_file`).
+    pub fn pkcs8_pem(&self) -> String {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&self.pkcs8);
+        let lines: Vec<String> = b64
+            .as_bytes()
+            .chunks(64)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect();
+        format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            lines.join("\n")
+        )
+    }
+
+    /// RFC 7638 thumbprint, computed here: EC members in lexicographic order, SHA-256, base64url.
+    pub fn thumbprint(&self) -> String {
+        let j = self.public_jwk();
+        let canonical = format!(
+            r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+            j["x"].as_str().expect("x"),
+            j["y"].as_str().expect("y")
+        );
+        B64.encode(
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes()).as_ref(),
+        )
     }
 
     pub fn public_jwk(&self) -> Value {
@@ -112,17 +141,8 @@ pub struct DpopKey {
 impl DpopKey {
     pub fn new() -> Self {
         let key = TestKey::new("dpop");
-        let j = key.public_jwk();
-        let canonical = format!(
-            r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
-            j["x"].as_str().expect("x"),
-            j["y"].as_str().expect("y")
-        );
-        let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes());
-        Self {
-            key,
-            jkt: B64.encode(d.as_ref()),
-        }
+        let jkt = key.thumbprint();
+        Self { key, jkt }
     }
 
     pub fn ath(token: &str) -> String {
