@@ -176,6 +176,9 @@ pub struct IssuerSettings {
     /// unknown `kid` (so a flood of forged `kid`s cannot make us hammer the issuer).
     pub jwks_refresh: Duration,
     pub jwks_min_refetch: Duration,
+    /// The claim holding the token's purpose (spec §1.5), `purpose` unless the issuer uses
+    /// another name.
+    pub purpose_claim: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -122,11 +122,7 @@ fn check_delegation(t: &VerifiedToken, route: &Route) -> Result<(), DenyReason> 
 fn check_purpose(f: &Facts<'_>, t: &VerifiedToken, route: &Route) -> Result<(), DenyReason> {
     match &route.purpose {
         None => Ok(()),
-        Some(allowed) => purpose::check(
-            allowed,
-            purpose::token_purpose(&t.extra, purpose::DEFAULT_CLAIM),
-            f.consent_purpose,
-        ),
+        Some(allowed) => purpose::check(allowed, t.purpose(), f.consent_purpose),
     }
 }
 

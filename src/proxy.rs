@@ -404,7 +404,7 @@ impl Guard {
                 scopes: &t.scopes,
                 req_wl: &t.client_id,
                 chain,
-                purpose: crate::purpose::token_purpose(&t.extra, crate::purpose::DEFAULT_CLAIM),
+                purpose: t.purpose(),
                 consent_id: None,
                 rctx: RequestContext {
                     req_ip: conn.peer.ip(),

@@ -106,7 +106,7 @@ impl VerifiedTxnToken {
     pub fn into_verified_token(self, issuer: Arc<IssuerSettings>) -> VerifiedToken {
         let mut extra = serde_json::Map::new();
         if let Some(p) = self.purpose {
-            extra.insert(crate::purpose::DEFAULT_CLAIM.to_owned(), p.into());
+            extra.insert(issuer.purpose_claim.clone(), p.into());
         }
         if let Some(c) = self.consent_id {
             extra.insert("consent_id".to_owned(), c.into());

@@ -132,6 +132,12 @@ pub struct RawIssuer {
     pub jwks_refresh: HumanDuration,
     #[serde(default = "ten_seconds")]
     pub jwks_min_refetch: HumanDuration,
+    #[serde(default = "default_purpose_claim")]
+    pub purpose_claim: String,
+}
+
+fn default_purpose_claim() -> String {
+    crate::purpose::DEFAULT_CLAIM.to_owned()
 }
 
 #[derive(Debug, Deserialize)]
@@ -398,6 +404,7 @@ fn compile_issuer(
         clock_skew: raw.clock_skew.0,
         jwks_refresh: raw.jwks_refresh.0.max(Duration::from_secs(1)),
         jwks_min_refetch: raw.jwks_min_refetch.0,
+        purpose_claim: raw.purpose_claim,
     })
 }
 

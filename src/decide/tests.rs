@@ -23,6 +23,7 @@ fn issuer() -> Arc<IssuerSettings> {
         clock_skew: Duration::from_secs(10),
         jwks_refresh: Duration::from_secs(300),
         jwks_min_refetch: Duration::from_secs(10),
+        purpose_claim: "purpose".into(),
     })
 }
 
@@ -295,4 +296,128 @@ fn policy_audience_overrides_issuer_audience() {
     );
     r.audiences = Some(Arc::from(vec!["https://policy-aud".to_owned()]));
     assert_eq!(decide(&f, &r), Decision::Allow(BoundBy::Dpop));
+}
+
+/// Delegation, purpose and assurance as `decide` applies them (the rule engines have their own
+/// tables; this checks the wiring and the order).
+#[test]
+fn grant_checks_in_decide() {
+    let yaml = "api: a\ndefaults: {binding: dpop}\nroutes:\n  - name: r\n    method: GET\n    path: /r\n    \
+                scopes: [accounts]\n    delegation: {max_depth: 1, actors: [\"spiffe://bank/agg/*\"]}\n    \
+                purpose: [account-information]\n    assurance: {acr: [\"urn:bank:sca\"], max_auth_age: 5m}\n";
+    let set =
+        crate::policy::PolicySet::compile(&[("a.yaml".into(), yaml.to_owned())]).expect("policy");
+    let route = set.lookup(&Method::GET, "/r").expect("route").route.clone();
+    let ok = |t: &mut VerifiedToken| {
+        t.extra
+            .insert("purpose".into(), "account-information".into());
+        t.extra.insert("acr".into(), "urn:bank:sca".into());
+        t.extra.insert("auth_time".into(), (NOW - 60).into());
+    };
+    let act = |v: serde_json::Value| crate::delegation::parse(Some(&v));
+    use DenyReason as R;
+    type Edit = Box<dyn Fn(&mut VerifiedToken)>;
+    let cases: Vec<(&str, Edit, Decision)> = vec![
+        (
+            "all satisfied",
+            Box::new(|_| {}),
+            Decision::Allow(BoundBy::Dpop),
+        ),
+        (
+            "allowed actor",
+            Box::new(move |t| {
+                t.delegation = act(serde_json::json!({"sub": "spiffe://bank/agg/1"}))
+            }),
+            Decision::Allow(BoundBy::Dpop),
+        ),
+        (
+            "actor not allowed",
+            Box::new(move |t| t.delegation = act(serde_json::json!({"sub": "spiffe://evil/1"}))),
+            Decision::Deny(R::DelegationActorNotAllowed),
+        ),
+        (
+            "too deep",
+            Box::new(move |t| {
+                t.delegation =
+                    act(serde_json::json!({"sub": "spiffe://bank/agg/1", "act": {"sub": "x"}}))
+            }),
+            Decision::Deny(R::DelegationDepthExceeded),
+        ),
+        (
+            "malformed act",
+            Box::new(move |t| t.delegation = act(serde_json::json!(["x"]))),
+            Decision::Deny(R::DelegationMalformed),
+        ),
+        (
+            "scope widened by a hop",
+            Box::new(move |t| {
+                t.delegation =
+                    act(serde_json::json!({"sub": "spiffe://bank/agg/1", "scope": "openid"}))
+            }),
+            Decision::Deny(R::DelegationScopeEscalation),
+        ),
+        (
+            "purpose missing",
+            Box::new(|t| {
+                t.extra.remove("purpose");
+            }),
+            Decision::Deny(R::PurposeNotAllowed),
+        ),
+        (
+            "purpose not allowed",
+            Box::new(|t| {
+                t.extra.insert("purpose".into(), "marketing".into());
+            }),
+            Decision::Deny(R::PurposeNotAllowed),
+        ),
+        (
+            "acr too weak",
+            Box::new(|t| {
+                t.extra.insert("acr".into(), "urn:bank:pwd".into());
+            }),
+            Decision::Deny(R::AssuranceInsufficient),
+        ),
+        (
+            "authentication too old",
+            Box::new(|t| {
+                t.extra.insert("auth_time".into(), (NOW - 600).into());
+            }),
+            Decision::Deny(R::AssuranceInsufficient),
+        ),
+    ];
+    for (name, edit, want) in cases {
+        let t = token(|t| {
+            ok(t);
+            edit(t);
+        });
+        let f = facts(
+            TokenFact::Verified(&t),
+            AuthScheme::Dpop,
+            DpopFact::Verified { jkt: JKT },
+        );
+        assert_eq!(decide(&f, &route), want, "{name}");
+    }
+    // A route without a delegation section refuses any chain.
+    let plain = self::route(Binding::Dpop, false);
+    let t = token(|t| t.delegation = act(serde_json::json!({"sub": "spiffe://bank/agg/1"})));
+    let f = facts(
+        TokenFact::Verified(&t),
+        AuthScheme::Dpop,
+        DpopFact::Verified { jkt: JKT },
+    );
+    assert_eq!(decide(&f, &plain), Decision::Deny(R::DelegationNotAllowed));
+    // The consent's purpose, when there is one, is the one checked.
+    let t = token(|t| {
+        ok(t);
+        t.extra.insert("purpose".into(), "marketing".into());
+    });
+    let f = Facts {
+        consent_purpose: Some("account-information"),
+        ..facts(
+            TokenFact::Verified(&t),
+            AuthScheme::Dpop,
+            DpopFact::Verified { jkt: JKT },
+        )
+    };
+    assert_eq!(decide(&f, &route), Decision::Allow(BoundBy::Dpop));
 }

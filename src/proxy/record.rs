@@ -7,7 +7,6 @@ use super::Evaluation;
 use crate::audit::{AuditLog, AuditRecord, Durability, TokenInfo, digest_prefix};
 use crate::decide::{BoundBy, Decision};
 use crate::policy::Mode;
-use crate::purpose;
 
 /// The request facts every record of this request carries.
 pub struct RequestInfo<'a> {
@@ -51,7 +50,7 @@ pub fn decision(eval: &Evaluation, req: &RequestInfo<'_>) -> AuditRecord {
         {
             rec = rec.delegation(chain.actors.clone());
         }
-        if let Some(p) = purpose::token_purpose(&t.extra, purpose::DEFAULT_CLAIM) {
+        if let Some(p) = t.purpose() {
             rec = rec.purpose(p);
         }
     }

@@ -41,6 +41,11 @@ impl VerifiedToken {
     pub fn has_scope(&self, s: &str) -> bool {
         self.scopes.iter().any(|x| &**x == s)
     }
+
+    /// The token's purpose, from the issuer's purpose claim.
+    pub fn purpose(&self) -> Option<&str> {
+        crate::purpose::token_purpose(&self.extra, &self.issuer.purpose_claim)
+    }
 }
 
 /// RFC 7800 confirmation: the key the token is bound to.

@@ -203,6 +203,8 @@ impl AcceptConfig {
                 clock_skew: skew,
                 jwks_refresh: Duration::from_secs(300),
                 jwks_min_refetch: Duration::from_secs(10),
+                // The edge writes the purpose under the Txn-Token's own `purpose` claim.
+                purpose_claim: crate::purpose::DEFAULT_CLAIM.to_owned(),
             },
         })
     }
