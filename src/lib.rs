@@ -6,6 +6,7 @@ pub mod audit;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod consent;
 pub mod decide;
 pub mod demo;
 pub mod dpop;
