@@ -15,6 +15,7 @@ use http::Uri;
 use jsonwebtoken::Algorithm;
 
 use crate::audit::AuditSettings;
+use crate::consent::ConsentSettings;
 use crate::dpop::DpopSettings;
 use crate::mtls::ForwardedFormat;
 
@@ -109,6 +110,8 @@ pub struct Config {
     pub token_cache_capacity: u64,
     pub dpop: DpopSettings,
     pub audit: AuditSettings,
+    /// The bank's consent service; required when a policy reads consent records.
+    pub consent: Option<ConsentSettings>,
 }
 
 #[derive(Debug, Clone)]

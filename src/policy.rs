@@ -12,6 +12,7 @@ use http::Method;
 use serde::Deserialize;
 
 use crate::config::InvalidConfig;
+use crate::consent::ConsentRule;
 
 pub use raw::RawPolicy;
 
@@ -60,6 +61,8 @@ pub struct Route {
     /// The policy's `audience`; `None` means the issuer's configured audiences.
     pub audiences: Option<Arc<[String]>>,
     pub mode: Mode,
+    /// What the customer must have consented to (spec §1 point 3); `None`: no consent check.
+    pub consent: Option<ConsentRule>,
 }
 
 /// The compiled route table of every loaded policy file.
@@ -115,6 +118,16 @@ impl PolicySet {
 
     pub fn routes(&self) -> &[Arc<Route>] {
         &self.routes
+    }
+
+    /// The first route whose consent rule reads consent records, which needs the config
+    /// `consent:` section: the caller refuses to start without it.
+    pub fn needs_consent_service(&self) -> Option<&Arc<Route>> {
+        self.routes.iter().find(|r| {
+            r.consent
+                .as_ref()
+                .is_some_and(ConsentRule::requires_service)
+        })
     }
 
     pub fn apis(&self) -> &[Arc<str>] {

@@ -15,6 +15,7 @@ use super::{
     UpstreamSettings, resolve,
 };
 use crate::audit::AuditConfig;
+use crate::consent::ConsentConfig;
 use crate::dpop::DpopConfig;
 use crate::duration::HumanDuration;
 use crate::mtls::ForwardedFormat;
@@ -34,6 +35,8 @@ pub struct RawConfig {
     pub dpop: Option<DpopConfig>,
     #[serde(default)]
     pub audit: Option<AuditConfig>,
+    #[serde(default)]
+    pub consent: Option<ConsentConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -209,9 +212,14 @@ impl RawConfig {
             .unwrap_or_default()
             .compile(base)
             .map_err(|m| config_error(file, "audit", m))?;
+        let consent = match self.consent {
+            None => None,
+            Some(c) => Some(c.compile().map_err(|m| config_error(file, "consent", m))?),
+        };
         Ok(Config {
             dpop,
             audit,
+            consent,
             file: file.to_path_buf(),
             listen,
             upstream,

@@ -59,6 +59,7 @@ fn route(binding: Binding, public: bool) -> Route {
         public,
         audiences: None,
         mode: Mode::Enforce,
+        consent: None,
     }
 }
 

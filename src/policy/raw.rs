@@ -3,6 +3,7 @@
 use serde::Deserialize;
 
 use super::{Binding, Mode};
+use crate::consent::RawConsentRule;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,6 +39,9 @@ pub struct RawRoute {
     pub binding: Option<Binding>,
     #[serde(default)]
     pub public: bool,
+    /// Spec §5 route `consent` section.
+    #[serde(default)]
+    pub consent: Option<RawConsentRule>,
 }
 
 #[derive(Debug, Deserialize)]
