@@ -233,6 +233,17 @@ fn shipped_policies_compile() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies");
     let set = PolicySet::load(&[dir]).unwrap_or_else(|e| panic!("{e:?}"));
     assert!(set.routes().len() >= 4);
+    let consent = |path: &str, method: Method| {
+        set.lookup(&method, path)
+            .and_then(|m| m.route.consent.clone())
+            .unwrap_or_else(|| panic!("{path}: consent rule expected"))
+    };
+    let ais = consent("/open-banking/v4.0/aisp/accounts/acc-1", Method::GET);
+    assert!(ais.requires_service() && !ais.needs_body());
+    let pis = consent("/open-banking/v4.0/pisp/domestic-payments", Method::POST);
+    assert!(pis.needs_body() && !pis.requires_service());
+    let bg = consent("/v1/accounts/acc-1/balances", Method::GET);
+    assert!(bg.requires_service());
 }
 
 #[test]
