@@ -303,6 +303,10 @@ fn form_decode(s: &str) -> Option<Cow<'_, str>> {
 /// default port implied, an empty or `/` path tolerated. Locations with a deeper path, a query
 /// or user info do not match (v1 binds details to the origin, not to path prefixes).
 fn same_origin(location: &str, origin: &str) -> bool {
+    // Fast path: the AS wrote our canonical origin (the common case, no parsing).
+    if location.strip_suffix('/').unwrap_or(location) == origin {
+        return true;
+    }
     let Ok(uri) = location.parse::<http::Uri>() else {
         return false;
     };
@@ -321,5 +325,7 @@ fn same_origin(location: &str, origin: &str) -> bool {
     canonical == origin
 }
 
+#[cfg(test)]
+mod rar_tests;
 #[cfg(test)]
 mod tests;

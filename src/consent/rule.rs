@@ -105,7 +105,11 @@ pub enum ParamSource {
 /// An RFC 6901 JSON pointer, syntax-checked at load. Never the empty (whole document) pointer:
 /// comparing whole documents is not what an API owner means.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JsonPointer(Box<str>);
+pub struct JsonPointer {
+    text: Box<str>,
+    /// Reference tokens, unescaped once at load so evaluation allocates nothing.
+    tokens: Box<[Box<str>]>,
+}
 
 impl ConsentRule {
     /// Only routes comparing body fields need the body buffered (bounded by
@@ -303,11 +307,11 @@ impl ParamSource {
 impl JsonPointer {
     /// RFC 6901 §3: `*( "/" reference-token )`, where `~` only appears as `~0` or `~1`.
     pub fn parse(s: &str) -> Result<Self, String> {
-        if !s.starts_with('/') {
+        let Some(rest) = s.strip_prefix('/') else {
             return Err(format!(
                 "{s:?} is not a JSON pointer (RFC 6901: starts with '/')"
             ));
-        }
+        };
         let mut chars = s.chars();
         while let Some(c) = chars.next() {
             if c == '~' && !matches!(chars.next(), Some('0' | '1')) {
@@ -316,17 +320,35 @@ impl JsonPointer {
                 ));
             }
         }
-        Ok(Self(s.into()))
+        // RFC 6901 §4: `~1` → `/` first, then `~0` → `~` (so `~01` is `~1`, not `/`).
+        let tokens = rest
+            .split('/')
+            .map(|t| t.replace("~1", "/").replace("~0", "~").into_boxed_str())
+            .collect();
+        Ok(Self {
+            text: s.into(),
+            tokens,
+        })
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
     }
 
-    /// RFC 6901 §4 evaluation (serde_json implements it, including `~1`/`~0` unescaping and
-    /// refusing leading-zero array indexes).
+    /// RFC 6901 §4 evaluation. An array index is `0` or digits without a leading zero; `-`
+    /// (past the end) never resolves.
     pub fn resolve<'v>(&self, doc: &'v Value) -> Option<&'v Value> {
-        doc.pointer(&self.0)
+        self.tokens.iter().try_fold(doc, |v, t| match v {
+            Value::Object(m) => m.get(&**t),
+            Value::Array(a) => {
+                let canonical = &**t == "0" || (!t.starts_with('0') && !t.is_empty());
+                if !canonical || !t.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                a.get(t.parse::<usize>().ok()?)
+            }
+            _ => None,
+        })
     }
 }
 

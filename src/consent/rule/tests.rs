@@ -204,16 +204,28 @@ fn unknown_keys_are_refused() {
 
 #[test]
 fn pointers_follow_rfc_6901() {
-    let doc = serde_json::json!({"a/b": {"c~d": "x"}, "l": ["p", "q"]});
+    let doc = serde_json::json!({"a/b": {"c~d": "x"}, "~1": "tilde-one", "": {"": "empty"},
+        "l": ["p", "q"], "n": {"0": "zero-key"}});
     let cases: &[(&str, Option<&str>)] = &[
         ("/a~1b/c~0d", Some("x")),
+        ("/~01", Some("tilde-one")),
+        ("//", Some("empty")),
         ("/l/1", Some("q")),
+        ("/l/0", Some("p")),
         ("/l/01", None),
+        ("/l/-", None),
+        ("/l/+1", None),
+        ("/l/2", None),
+        ("/l/", None),
+        ("/n/0", Some("zero-key")),
         ("/missing", None),
+        ("/a~1b/c~0d/deeper", None),
     ];
     for (p, want) in cases {
         let ptr = JsonPointer::parse(p).expect("valid pointer");
         assert_eq!(ptr.as_str(), *p);
         assert_eq!(ptr.resolve(&doc).and_then(Value::as_str), *want, "{p}");
+        // Same answers as serde_json's own RFC 6901 evaluation.
+        assert_eq!(ptr.resolve(&doc), doc.pointer(p), "{p}");
     }
 }
