@@ -8,8 +8,8 @@
 //! - **Rich Authorization Requests** (RFC 9396): the `authorization_details` claim of the token.
 //!
 //! The split follows the house shape: [`ConsentRule`] is compiled once from the policy, the
-//! client does the I/O before the decision, and [`check_record`] / [`check_rar`] are pure,
-//! synchronous and allocation-free on success, so they can run inside `decide`.
+//! client does the I/O before the decision, and [`check_record`] / [`check_rar`] are pure and
+//! synchronous (tens to a few hundred nanoseconds), so they can run inside `decide`.
 //!
 //! Body matching compares JSON numbers by their literal text (`"10.00"` ≠ `"10.0"`); that needs
 //! serde_json's `arbitrary_precision` feature, enabled in `Cargo.toml` (see [`body`]).
