@@ -15,6 +15,7 @@ use http::Uri;
 use jsonwebtoken::Algorithm;
 
 use crate::audit::AuditSettings;
+use crate::consent::ConsentSettings;
 use crate::dpop::DpopSettings;
 use crate::identity::IdentityHeaders;
 use crate::mtls::ForwardedFormat;
@@ -114,6 +115,8 @@ pub struct Config {
     pub audit: AuditSettings,
     /// `transaction_token:` (spec §4, §7): minting and/or internal-hop acceptance.
     pub transaction_token: TxnTokenSettings,
+    /// The bank's consent service; required when a policy reads consent records.
+    pub consent: Option<ConsentSettings>,
 }
 
 #[derive(Debug, Clone)]

@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::assurance::AssuranceRule;
 use crate::config::InvalidConfig;
+use crate::consent::ConsentRule;
 use crate::delegation::DelegationRule;
 
 pub use raw::RawPolicy;
@@ -68,6 +69,8 @@ pub struct Route {
     pub purpose: Option<Box<[String]>>,
     /// `assurance` (spec §5, RFC 9470): `None` means no `acr`/`auth_time` requirement.
     pub assurance: Option<AssuranceRule>,
+    /// What the customer must have consented to (spec §1 point 3); `None`: no consent check.
+    pub consent: Option<ConsentRule>,
 }
 
 /// The compiled route table of every loaded policy file.
@@ -123,6 +126,16 @@ impl PolicySet {
 
     pub fn routes(&self) -> &[Arc<Route>] {
         &self.routes
+    }
+
+    /// The first route whose consent rule reads consent records, which needs the config
+    /// `consent:` section: the caller refuses to start without it.
+    pub fn needs_consent_service(&self) -> Option<&Arc<Route>> {
+        self.routes.iter().find(|r| {
+            r.consent
+                .as_ref()
+                .is_some_and(ConsentRule::requires_service)
+        })
     }
 
     pub fn apis(&self) -> &[Arc<str>] {

@@ -15,6 +15,7 @@ use super::{
     UpstreamSettings, resolve,
 };
 use crate::audit::AuditConfig;
+use crate::consent::ConsentConfig;
 use crate::dpop::DpopConfig;
 use crate::duration::HumanDuration;
 use crate::identity::RawIdentityHeaders;
@@ -39,6 +40,7 @@ pub struct RawConfig {
     pub audit: Option<AuditConfig>,
     #[serde(default)]
     pub transaction_token: Option<TxnTokenConfig>,
+    pub consent: Option<ConsentConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -230,10 +232,15 @@ impl RawConfig {
                 .compile(base)
                 .map_err(|m| config_error(file, "transaction_token", m))?,
         };
+        let consent = match self.consent {
+            None => None,
+            Some(c) => Some(c.compile().map_err(|m| config_error(file, "consent", m))?),
+        };
         Ok(Config {
             transaction_token,
             dpop,
             audit,
+            consent,
             file: file.to_path_buf(),
             listen,
             upstream,

@@ -92,3 +92,44 @@ fn semantic_errors_name_the_field() {
         assert_eq!(e.field, field, "{name}: {e}");
     }
 }
+
+#[test]
+fn consent_section_compiles_and_names_its_fields() {
+    let with = |section: &str| format!("{MINIMAL}consent:\n{section}");
+    let c = load(&with(
+        "  url: http://consent.bank.svc/consents/{id}\n  cache_ttl: 5s\n",
+    ))
+    .expect("valid");
+    let s = c.consent.expect("consent settings");
+    assert_eq!(
+        (s.cache_ttl, s.timeout),
+        (Duration::from_secs(5), Duration::from_millis(300))
+    );
+    assert!(load(MINIMAL).expect("valid").consent.is_none());
+    let cases = [
+        (
+            "no placeholder",
+            "  url: http://consent.bank.svc/consents\n",
+            "consent.url",
+        ),
+        (
+            "unknown key",
+            "  url: http://c/{id}\n  ttl: 5s\n",
+            "consent.ttl",
+        ),
+        (
+            "bad duration",
+            "  url: http://c/{id}\n  timeout: 300\n",
+            "consent.timeout",
+        ),
+        (
+            "zero timeout",
+            "  url: http://c/{id}\n  timeout: 0s\n",
+            "consent.timeout",
+        ),
+    ];
+    for (name, section, field) in cases {
+        let e = load(&with(section)).expect_err(name);
+        assert_eq!(e.field, field, "{name}: {e}");
+    }
+}

@@ -65,6 +65,7 @@ fn route(binding: Binding, public: bool) -> Route {
         delegation: None,
         purpose: None,
         assurance: None,
+        consent: None,
     }
 }
 

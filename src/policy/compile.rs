@@ -90,7 +90,7 @@ pub(super) fn compile(sources: &[(PathBuf, String)]) -> Result<PolicySet, Vec<In
                 &audiences,
                 raw.mode,
             ) {
-                Err((sub, msg)) => errors.push(err(sub, &msg)),
+                Err((sub, msg)) => errors.push(err(&sub, &msg)),
                 Ok(route) => {
                     let key = format!("{}\u{0}{}", route.api, route.name);
                     if names.contains_key(&key) {
@@ -175,48 +175,56 @@ fn compile_route(
     default_binding: Binding,
     audiences: &Option<Arc<[String]>>,
     mode: super::Mode,
-) -> Result<Route, (&'static str, String)> {
+) -> Result<Route, (String, String)> {
     if r.name.is_empty() || !is_label_safe(&r.name) {
-        return Err(("name", "must be a non-empty name of [A-Za-z0-9_.-]".into()));
+        return Err((
+            "name".into(),
+            "must be a non-empty name of [A-Za-z0-9_.-]".into(),
+        ));
     }
     let method = parse_method(&r.method).ok_or((
-        "method",
+        "method".into(),
         format!(
             "{:?} is not one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS",
             r.method
         ),
     ))?;
-    check_template(&r.path).map_err(|m| ("path", m))?;
+    check_template(&r.path).map_err(|m| ("path".into(), m))?;
     if r.public
         && (r.scopes.is_some()
             || r.binding.is_some()
+            || r.consent.is_some()
             || r.delegation.is_some()
             || r.purpose.is_some()
             || r.assurance.is_some())
     {
         return Err((
-            "public",
-            "a public route takes no token, so scopes, binding, delegation, purpose and \
-             assurance make no sense on it"
+            "public".into(),
+            "a public route takes no token, so scopes, binding, consent, delegation, purpose \
+             and assurance make no sense on it"
                 .into(),
         ));
     }
     let scopes = r.scopes.unwrap_or_else(|| default_scopes.to_vec());
     if let Some(bad) = scopes.iter().find(|s| !is_scope_token(s)) {
-        return Err(("scopes", scope_error(bad)));
+        return Err(("scopes".into(), scope_error(bad)));
     }
     let delegation = r
         .delegation
-        .map(|d| d.compile().map_err(|m| ("delegation", m)))
+        .map(|d| d.compile().map_err(|m| ("delegation".into(), m)))
         .transpose()?;
     let purpose = r
         .purpose
-        .map(|p| purpose::compile(p).map_err(|m| ("purpose", m)))
+        .map(|p| purpose::compile(p).map_err(|m| ("purpose".into(), m)))
         .transpose()?;
     let assurance = r
         .assurance
-        .map(|a| a.compile().map_err(|m| ("assurance", m)))
+        .map(|a| a.compile().map_err(|m| ("assurance".into(), m)))
         .transpose()?;
+    let consent = match r.consent {
+        None => None,
+        Some(c) => Some(c.compile(&template_params(&r.path))?),
+    };
     Ok(Route {
         api: api.clone(),
         name: Arc::from(r.name.as_str()),
@@ -227,10 +235,19 @@ fn compile_route(
         public: r.public,
         audiences: audiences.clone(),
         mode,
+        consent,
         delegation,
         purpose,
         assurance,
     })
+}
+
+/// The `{name}` / `{*name}` parameter names of a (checked) template.
+fn template_params(t: &str) -> Vec<&str> {
+    t.split('/')
+        .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+        .map(|n| n.strip_prefix('*').unwrap_or(n))
+        .collect()
 }
 
 fn parse_method(m: &str) -> Option<Method> {

@@ -4,6 +4,7 @@ use serde::Deserialize;
 
 use super::{Binding, Mode};
 use crate::assurance::RawAssurance;
+use crate::consent::RawConsentRule;
 use crate::delegation::RawDelegation;
 
 #[derive(Debug, Deserialize)]
@@ -49,6 +50,9 @@ pub struct RawRoute {
     /// RFC 9470 step-up: required `acr` values and `auth_time` age.
     #[serde(default)]
     pub assurance: Option<RawAssurance>,
+    /// Spec §5 route `consent` section.
+    #[serde(default)]
+    pub consent: Option<RawConsentRule>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -178,6 +178,30 @@ fn policy_errors_are_located() {
             "routes[3] (update-account).scopes",
             Some(16),
         ),
+        (
+            "consent param not in template",
+            ACCOUNTS.replace(
+                "    path: /accounts/{account_id}\n",
+                "    path: /accounts/{account_id}\n    consent: {claim: c, resource: {accounts: \"{id}\"}}\n",
+            ),
+            "routes[1] (get-account).consent.resource.accounts",
+            Some(10),
+        ),
+        (
+            "consent unknown key",
+            ACCOUNTS.replace(
+                "    path: /accounts\n",
+                "    path: /accounts\n    consent: {claim: c, permission: [p]}\n",
+            ),
+            "routes[0].consent.permission",
+            Some(10),
+        ),
+        (
+            "public with consent",
+            ACCOUNTS.replace("    public: true", "    public: true\n    consent: {claim: c}"),
+            "routes[4] (health).public",
+            Some(21),
+        ),
     ];
     for (name, src, field, line) in cases {
         let errs = compile(&[("p.yaml", src)]).expect_err(name);
@@ -209,6 +233,40 @@ fn shipped_policies_compile() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies");
     let set = PolicySet::load(&[dir]).unwrap_or_else(|e| panic!("{e:?}"));
     assert!(set.routes().len() >= 4);
+    let consent = |path: &str, method: Method| {
+        set.lookup(&method, path)
+            .and_then(|m| m.route.consent.clone())
+            .unwrap_or_else(|| panic!("{path}: consent rule expected"))
+    };
+    let ais = consent("/open-banking/v4.0/aisp/accounts/acc-1", Method::GET);
+    assert!(ais.requires_service() && !ais.needs_body());
+    let pis = consent("/open-banking/v4.0/pisp/domestic-payments", Method::POST);
+    assert!(pis.needs_body() && !pis.requires_service());
+    let bg = consent("/v1/accounts/acc-1/balances", Method::GET);
+    assert!(bg.requires_service());
+}
+
+#[test]
+fn consent_rules_compile_into_routes() {
+    let src = ACCOUNTS.replace(
+        "    path: /accounts/{account_id}\n",
+        "    path: /accounts/{account_id}\n    consent:\n      claim: openbanking_intent_id\n      permissions: [ReadAccountsDetail]\n      resource: {accounts: \"{account_id}\"}\n",
+    );
+    let set = compile(&[("p.yaml", &src)]).unwrap_or_else(|e| panic!("{e:?}"));
+    let m = set.lookup(&Method::GET, "/accounts/acc-1").expect("route");
+    assert!(
+        m.route
+            .consent
+            .as_ref()
+            .is_some_and(|c| c.requires_service())
+    );
+    assert_eq!(
+        set.needs_consent_service().map(|r| &*r.name),
+        Some("get-account")
+    );
+    let plain = compile(&[("p.yaml", ACCOUNTS)]).expect("compiles");
+    assert!(plain.needs_consent_service().is_none());
+    assert!(plain.routes().iter().all(|r| r.consent.is_none()));
 }
 
 const PAYMENTS: &str = "\
