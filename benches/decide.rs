@@ -102,6 +102,7 @@ fn benches(c: &mut Criterion) {
                     token: TokenFact::Verified(&t),
                     dpop: DpopFact::Absent,
                     client_cert_sha256: Some(&CERT),
+                    consent: Ok(()),
                     consent_purpose: None,
                 };
                 black_box(decide(&facts, m.route))
@@ -122,6 +123,7 @@ fn benches(c: &mut Criterion) {
             token: TokenFact::Verified(&t),
             dpop: DpopFact::Absent,
             client_cert_sha256: Some(&CERT),
+            consent: Ok(()),
             consent_purpose: None,
         };
         b.iter(|| black_box(decide(black_box(&facts), &route)))

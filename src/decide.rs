@@ -48,6 +48,9 @@ pub struct Facts<'a> {
     pub dpop: DpopFact<'a>,
     /// SHA-256 of the client certificate of this connection (or forwarded by a trusted peer).
     pub client_cert_sha256: Option<&'a [u8; 32]>,
+    /// The consent check's result (`Ok` when the route asks for no consent), computed before
+    /// `decide` by the pure functions of `crate::consent` once the record was fetched.
+    pub consent: Result<(), DenyReason>,
     /// The purpose recorded in the consent behind the token, when there is one.
     pub consent_purpose: Option<&'a str>,
 }
@@ -103,6 +106,7 @@ fn check(f: &Facts<'_>, route: &Route) -> Result<BoundBy, DenyReason> {
     check_audience(token, route)?;
     let bound = check_binding(f, token, route.binding)?;
     check_scopes(token, route)?;
+    f.consent?;
     check_delegation(token, route)?;
     check_purpose(f, token, route)?;
     let (acr, auth_time) = assurance::token_claims(&token.extra);

@@ -1,7 +1,9 @@
-//! `fapi-guard demo`: a self-contained tour. Starts a sample banking API, a sample issuer and the
+//! `fapi-guard demo`: a self-contained tour. Starts a sample banking API, a sample issuer, a
+//! sample consent service and the
 //! real proxy (loading the shipped `policies/` through the real loaders), sends a scripted set of
 //! allowed and denied requests and prints what the proxy decided.
 
+mod consents;
 mod issuer;
 mod script;
 mod upstream;
@@ -25,10 +27,11 @@ pub async fn run(serve: bool) -> Result<(), String> {
     let upstream = upstream::serve().await?;
     let as_key = SigningKey::generate("demo-as-1")?;
     let jwks = issuer::serve_jwks(vec![as_key.jwk.clone()]).await?;
+    let consent_service = consents::serve().await?;
 
     let dir = std::env::temp_dir().join(format!("fapi-guard-demo-{}", std::process::id()));
-    let config =
-        write_files(&dir, upstream, jwks).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let config = write_files(&dir, upstream, jwks, consent_service)
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
     let config = Config::load(&config).map_err(|e| e.to_string())?;
     let guard = app::build(config, Clock::system()).map_err(|e| e.to_string())?;
     guard.spawn_refresh();
@@ -44,6 +47,7 @@ pub async fn run(serve: bool) -> Result<(), String> {
 
     println!("fapi-guard demo");
     println!("  sample API      http://{upstream}");
+    println!("  consent service http://{consent_service}/consents/{{id}}");
     println!(
         "  sample issuer   {}  (JWKS at http://{jwks}/jwks)",
         issuer::ISSUER
@@ -83,6 +87,7 @@ fn write_files(
     dir: &std::path::Path,
     upstream: std::net::SocketAddr,
     jwks: std::net::SocketAddr,
+    consents: std::net::SocketAddr,
 ) -> std::io::Result<PathBuf> {
     let policies = dir.join("policies");
     std::fs::create_dir_all(&policies)?;
@@ -105,6 +110,8 @@ issuers:
     jwks_uri: http://{jwks}/jwks
     audiences: [{aud}]
     max_token_lifetime: 10m
+consent:
+  url: http://{consents}/consents/{{id}}
 audit:
   sink: file
   path: audit.jsonl

@@ -2,6 +2,7 @@
 //! (token from cache or JWKS, DPoP proof, client certificate), calls the pure `decide`, writes the
 //! audit record, then forwards or answers with the spec's denial.
 
+mod consent;
 pub mod credentials;
 mod evaluate;
 pub mod forward;
@@ -21,10 +22,11 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 use crate::assurance::AssuranceRule;
-use crate::audit::AuditRecord;
 use crate::audit::{AuditLog, Durability};
+use crate::audit::{AuditRecord, ConsentInfo};
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::consent::ConsentClient;
 use crate::decide::{AuthScheme, Decision};
 use crate::dpop::MemoryReplayCache;
 use crate::http_client::HttpsClient;
@@ -62,6 +64,7 @@ pub struct Guard {
     replay: MemoryReplayCache,
     txn_issuer: Option<TxnTokenIssuer>,
     txn_verifier: Option<TxnTokenVerifier>,
+    consent: Option<ConsentClient>,
     dpop_algs: String,
     draining: AtomicBool,
 }
@@ -79,6 +82,10 @@ pub struct Evaluation {
     /// The transaction id: of the Txn-Token minted for this request, or of the verified inbound
     /// one at an internal hop.
     pub txn: Option<String>,
+    /// The consent behind the request (audit, identity header, Txn-Token).
+    pub consent: Option<ConsentInfo>,
+    /// The consent record's purpose, which takes precedence over the token's.
+    pub consent_purpose: Option<String>,
 }
 
 impl Evaluation {
@@ -92,6 +99,8 @@ impl Evaluation {
             decide_ns: 0,
             dpop_nonce: None,
             txn: None,
+            consent: None,
+            consent_purpose: None,
         }
     }
 
@@ -130,6 +139,11 @@ impl Guard {
             .accept
             .as_ref()
             .map(|a| TxnTokenVerifier::new(a, http.clone(), metrics.clone()));
+        check_policies(&config, &policies)?;
+        let consent = config
+            .consent
+            .clone()
+            .map(|c| ConsentClient::new(c, http.clone(), metrics.clone()));
         let tokens = TokenVerifier::new(
             &config.issuers,
             config.token_cache_capacity,
@@ -149,6 +163,7 @@ impl Guard {
         Ok(Self {
             txn_issuer,
             txn_verifier,
+            consent,
             dpop_algs,
             policies: ArcSwap::from_pointee(policies),
             tokens,
@@ -195,9 +210,13 @@ impl Guard {
         self.policies.load_full()
     }
 
-    pub fn replace_policies(&self, p: PolicySet) {
+    /// Swaps in a new policy set, unless it needs something this process was not configured
+    /// with (e.g. a consent service).
+    pub fn replace_policies(&self, p: PolicySet) -> Result<(), String> {
+        check_policies(&self.config, &p)?;
         self.metrics.set_policy_revision(p.revision());
         self.policies.store(Arc::new(p));
+        Ok(())
     }
 
     pub fn set_draining(&self) {
@@ -244,11 +263,14 @@ impl Guard {
     ) -> Response<Body> {
         let (mut parts, body) = req.into_parts();
         let policies = self.policies.load_full();
-        let (body, early) = self.read_body_if_needed(&parts.headers, body).await;
+        let (mut body, early) = self.read_body_if_needed(&parts.headers, body).await;
         let client_cert = self.client_cert(&mut parts.headers, conn);
         let mut eval = match early {
             Some(r) => Evaluation::early(r, None),
-            None => self.evaluate(&parts, &policies, client_cert.as_ref()).await,
+            None => {
+                self.evaluate(&parts, &policies, client_cert.as_ref(), &mut body)
+                    .await
+            }
         };
         let info = RequestInfo {
             interaction_id: iid,
@@ -385,10 +407,11 @@ impl Guard {
     ) -> Result<Option<HeaderValue>, DenyReason> {
         let allowed = matches!(eval.decision, Decision::Allow(_));
         let token = eval.token.clone().filter(|_| allowed);
+        let consent_id = eval.consent.as_ref().map(|c| c.id.as_str());
         let identity = token.as_deref().map(|t| IdentityValues {
             subject: &t.sub,
             client_id: &t.client_id,
-            consent_id: None,
+            consent_id,
         });
         let names = &self.config.upstream.identity_headers;
         identity::strip_and_set(headers, names, identity.as_ref())
@@ -404,8 +427,8 @@ impl Guard {
                 scopes: &t.scopes,
                 req_wl: &t.client_id,
                 chain,
-                purpose: t.purpose(),
-                consent_id: None,
+                purpose: eval.consent_purpose.as_deref().or(t.purpose()),
+                consent_id,
                 rctx: RequestContext {
                     req_ip: conn.peer.ip(),
                     method: method.as_str(),
@@ -504,6 +527,18 @@ impl Guard {
                 max_age: assurance.and_then(AssuranceRule::max_age),
             },
         )
+    }
+}
+
+/// Cross-checks policies against the configuration: a route that reads consent records needs
+/// the `consent:` service section.
+fn check_policies(config: &Config, p: &PolicySet) -> Result<(), String> {
+    match (p.needs_consent_service(), &config.consent) {
+        (Some(r), None) => Err(format!(
+            "route {:?} of api {:?} checks consent records, but the configuration has no `consent:` section",
+            r.name, r.api
+        )),
+        _ => Ok(()),
     }
 }
 

@@ -33,7 +33,14 @@ pub fn reload_now(guard: &Guard, paths: &[PathBuf]) -> Reload {
                 return Reload::Unchanged;
             }
             let revision = set.revision().to_owned();
-            guard.replace_policies(set);
+            if let Err(e) = guard.replace_policies(set) {
+                tracing::error!(error = %e, "policy reload rejected; keeping the running policy");
+                guard.metrics().policy_reload(false);
+                guard
+                    .audit()
+                    .record_detached(AuditRecord::policy_reload_failed(&e));
+                return Reload::Rejected { errors: vec![e] };
+            }
             guard.metrics().policy_reload(true);
             guard
                 .audit()

@@ -8,7 +8,7 @@
 //! - **Last good** (`cache_ttl + max_stale`): when the service fails (timeout, 5xx, refused,
 //!   malformed answer) a record fetched within that bound is used; otherwise the lookup is
 //!   `Unavailable` and the request fails closed (503 `dependency_unavailable`). `max_stale: 0s`
-//!   gives the strict spec §5 bound ("a cached record younger than `cache_ttl`").
+//!   (the default) gives the strict spec §5 bound ("a cached record younger than `cache_ttl`").
 //! - **Revocation**: [`ConsentClient::invalidate`] drops the id from every cache and leaves a
 //!   tombstone, so a fetch that was already in flight when the revocation arrived cannot
 //!   re-insert the pre-revocation answer.
@@ -65,8 +65,10 @@ fn default_timeout() -> HumanDuration {
 fn default_cache_ttl() -> HumanDuration {
     HumanDuration(Duration::from_secs(15))
 }
+/// Spec §5: without the service, only a record younger than `cache_ttl` may be used. Operators
+/// who prefer availability over revocation freshness raise this explicitly.
 fn default_max_stale() -> HumanDuration {
-    HumanDuration(Duration::from_secs(60))
+    HumanDuration(Duration::ZERO)
 }
 fn default_negative_ttl() -> HumanDuration {
     HumanDuration(Duration::from_secs(5))

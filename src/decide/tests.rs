@@ -76,6 +76,7 @@ fn facts<'a>(t: TokenFact<'a>, scheme: AuthScheme, dpop: DpopFact<'a>) -> Facts<
         token: t,
         dpop,
         client_cert_sha256: None,
+        consent: Ok(()),
         consent_purpose: None,
     }
 }

@@ -35,12 +35,20 @@ fn record(id: &str) -> Option<Value> {
 }
 
 pub async fn serve() -> Result<SocketAddr, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let svc = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
-                let id = req.uri().path().rsplit('/').next().unwrap_or_default().to_owned();
+                let id = req
+                    .uri()
+                    .path()
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
                 let (status, body) = match record(&id) {
                     Some(r) => (StatusCode::OK, r.to_string()),
                     None => (StatusCode::NOT_FOUND, String::new()),

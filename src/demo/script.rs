@@ -10,6 +10,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 
+use super::consents;
 use super::issuer::{AUDIENCE, ISSUER, SigningKey};
 
 /// The RFC 8705 Appendix A example client certificate.
@@ -26,6 +27,9 @@ bUlJSGQgjwD5vaUaKlLR50Q2DmFfQj1L+SY=
 fn urlencode(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
+
+const PAYMENT_10: &str = r#"{"Data":{"Initiation":{"InstructedAmount":{"Amount":"10.00","Currency":"GBP"},"CreditorAccount":{"SchemeName":"UK.OBIE.IBAN","Identification":"GB29NWBK60161331926819"}}}}"#;
+const PAYMENT_1000: &str = r#"{"Data":{"Initiation":{"InstructedAmount":{"Amount":"1000.00","Currency":"GBP"},"CreditorAccount":{"SchemeName":"UK.OBIE.IBAN","Identification":"GB29NWBK60161331926819"}}}}"#;
 
 const ACCOUNTS: &str = "/open-banking/v4.0/aisp/accounts";
 const PAYMENTS: &str = "/open-banking/v4.0/pisp/domestic-payments";
@@ -51,6 +55,14 @@ fn claims(scope: &str, edit: impl FnOnce(&mut Value)) -> Value {
         "iss": ISSUER, "sub": "psu-9", "aud": AUDIENCE, "client_id": "tpp-1",
         "scope": scope, "iat": t, "exp": t + 300,
         "jti": uuid::Uuid::new_v4().to_string(),
+        // UK Open Banking: the consent (account-access intent) behind the token.
+        "openbanking_intent_id": consents::AUTHORISED,
+        // RFC 9396: the payment the customer approved.
+        "authorization_details": [{
+            "type": "payment_initiation",
+            "instructedAmount": {"amount": "10.00", "currency": "GBP"},
+            "creditorAccount": {"iban": "GB29NWBK60161331926819"},
+        }],
     });
     edit(&mut c);
     c
@@ -97,6 +109,18 @@ fn steps(as_key: &SigningKey) -> Result<Vec<Step>, String> {
     };
     let acc_token = bound("accounts")?;
     let pay_token = bound("payments")?;
+    let with_intent = |intent: &'static str| {
+        token(
+            as_key,
+            &claims("accounts", |c| {
+                c["cnf"] = json!({"jkt": tpp.jkt});
+                c["openbanking_intent_id"] = json!(intent);
+            }),
+        )
+    };
+    let revoked = with_intent(consents::REVOKED)?;
+    let expired_consent = with_intent(consents::EXPIRED)?;
+    let acc9 = format!("{ACCOUNTS}/acc-9/balances");
     let dpop = |t: &str,
                 method: &str,
                 path: &str,
@@ -153,7 +177,7 @@ fn steps(as_key: &SigningKey) -> Result<Vec<Step>, String> {
             "allow",
         ),
         step(
-            "DPoP-bound token + proof",
+            "consent-covered read, DPoP",
             Method::GET,
             &acc1,
             replayed.clone(),
@@ -195,17 +219,46 @@ fn steps(as_key: &SigningKey) -> Result<Vec<Step>, String> {
             "scope_insufficient",
         ),
         Step {
-            body: Some(
-                r#"{"Data":{"Initiation":{"InstructedAmount":{"Amount":"10.00","Currency":"GBP"}}}}"#,
-            ),
+            body: Some(PAYMENT_10),
             ..step(
-                "payment, DPoP-bound payments token",
+                "payment within the approved RAR",
                 Method::POST,
                 PAYMENTS,
                 dpop(&pay_token, "POST", PAYMENTS, &tpp)?,
                 "allow",
             )
         },
+        Step {
+            body: Some(PAYMENT_1000),
+            ..step(
+                "payment over the approved amount",
+                Method::POST,
+                PAYMENTS,
+                dpop(&pay_token, "POST", PAYMENTS, &tpp)?,
+                "consent_body_mismatch",
+            )
+        },
+        step(
+            "account outside the consent",
+            Method::GET,
+            &acc9,
+            dpop(&acc_token, "GET", &acc9, &tpp)?,
+            "consent_resource_mismatch",
+        ),
+        step(
+            "revoked consent",
+            Method::GET,
+            &acc1,
+            dpop(&revoked, "GET", &acc1, &tpp)?,
+            "consent_revoked",
+        ),
+        step(
+            "expired consent",
+            Method::GET,
+            &acc1,
+            dpop(&expired_consent, "GET", &acc1, &tpp)?,
+            "consent_expired",
+        ),
         step(
             "certificate-bound token (mTLS)",
             Method::GET,

@@ -3,12 +3,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::consent::ConsentOutcome;
 use super::{Evaluation, Guard, credentials};
 use crate::decide::{self, AuthScheme, DpopFact, Facts, TokenFact};
 use crate::dpop::{self, ProofRequest, VerifiedProof};
 use crate::path;
 use crate::policy::PolicySet;
 use crate::reason::DenyReason;
+use crate::response::Body;
 use crate::token::{self, TokenDigest, TokenFailure, VerifiedToken};
 use crate::txn_token;
 
@@ -19,6 +21,7 @@ impl Guard {
         parts: &http::request::Parts,
         policies: &PolicySet,
         client_cert: Option<&[u8; 32]>,
+        body: &mut Body,
     ) -> Evaluation {
         // Spec §5: ambiguous paths are refused before any matching.
         let Ok(norm) = path::normalize(parts.uri.path()) else {
@@ -104,17 +107,34 @@ impl Guard {
             (None, Some(r)) => TokenFact::Rejected(r),
             (None, None) => TokenFact::Missing,
         };
+        let mut consent = ConsentOutcome {
+            result: Ok(()),
+            info: None,
+            purpose: None,
+        };
+        if let (Some(rule), Some(t)) = (&route.consent, &eval.token) {
+            consent = self
+                .check_consent(rule, t, parts, &m.params, body, now)
+                .await;
+            if consent.result == Err(DenyReason::DependencyUnavailable) {
+                eval.decision = decide::Decision::Deny(DenyReason::DependencyUnavailable);
+                return eval;
+            }
+        }
         let facts = Facts {
             now,
             scheme: scheme.unwrap_or(AuthScheme::Bearer),
             token: token_fact,
             dpop: dpop_fact,
             client_cert_sha256: client_cert,
-            consent_purpose: None,
+            consent: consent.result,
+            consent_purpose: consent.purpose.as_deref(),
         };
         let t0 = Instant::now();
         eval.decision = decide::decide(&facts, &route);
         eval.decide_ns = t0.elapsed().as_nanos() as u64;
+        eval.consent = consent.info;
+        eval.consent_purpose = consent.purpose;
         eval
     }
 

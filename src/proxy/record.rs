@@ -38,6 +38,9 @@ pub fn decision(eval: &Evaluation, req: &RequestInfo<'_>) -> AuditRecord {
     if let Some(txn) = &eval.txn {
         rec = rec.txn(txn);
     }
+    if let Some(c) = &eval.consent {
+        rec = rec.consent(c.clone());
+    }
     if let Some(t) = &eval.token {
         rec = rec
             .client_id(&t.client_id)
@@ -50,7 +53,7 @@ pub fn decision(eval: &Evaluation, req: &RequestInfo<'_>) -> AuditRecord {
         {
             rec = rec.delegation(chain.actors.clone());
         }
-        if let Some(p) = t.purpose() {
+        if let Some(p) = eval.consent_purpose.as_deref().or(t.purpose()) {
             rec = rec.purpose(p);
         }
     }

@@ -1,0 +1,134 @@
+//! Gathering the consent behind a request (spec §1.3, §5): the consent record from the bank's
+//! consent service (cached), or the RAR `authorization_details` in the token, and the request
+//! body where a rule compares it. The comparisons themselves are the pure functions of
+//! `crate::consent`.
+
+use http::header::CONTENT_TYPE;
+use http_body_util::{BodyExt, Limited};
+use serde_json::Value;
+
+use super::Guard;
+use crate::audit::ConsentInfo;
+use crate::consent::{
+    ConsentContext, ConsentLookupError, ConsentRule, check_rar, check_record, parse_body,
+};
+use crate::path;
+use crate::reason::DenyReason;
+use crate::response::{self, Body};
+use crate::token::VerifiedToken;
+
+/// What the consent check found.
+pub struct ConsentOutcome {
+    /// `Err` is the deny reason (`dependency_unavailable` when the service could not answer).
+    pub result: Result<(), DenyReason>,
+    pub info: Option<ConsentInfo>,
+    /// The consent record's purpose: it takes precedence over the token's (spec §1.5).
+    pub purpose: Option<String>,
+}
+
+impl ConsentOutcome {
+    fn deny(reason: DenyReason) -> Self {
+        Self {
+            result: Err(reason),
+            info: None,
+            purpose: None,
+        }
+    }
+}
+
+impl Guard {
+    pub(super) async fn check_consent(
+        &self,
+        rule: &ConsentRule,
+        token: &VerifiedToken,
+        parts: &http::request::Parts,
+        params: &matchit::Params<'_, '_>,
+        body: &mut Body,
+        now: i64,
+    ) -> ConsentOutcome {
+        let json = if rule.needs_body() {
+            match self.json_body(parts, body).await {
+                Ok(v) => Some(v),
+                Err(r) => return ConsentOutcome::deny(r),
+            }
+        } else {
+            None
+        };
+        let decoded: Vec<(&str, String)> = params
+            .iter()
+            .map(|(k, v)| (k, path::decode_param(v).into_owned()))
+            .collect();
+        let ctx = ConsentContext {
+            client_id: &token.client_id,
+            subject: &token.sub,
+            params: &decoded,
+            query: parts.uri.query(),
+            public_origin: &self.config.listen.public_url,
+            now,
+            body: json.as_ref(),
+        };
+        match rule {
+            ConsentRule::Rar(rar) => {
+                match check_rar(rar, token.extra.get("authorization_details"), &ctx) {
+                    Ok(m) => ConsentOutcome {
+                        result: Ok(()),
+                        info: Some(m.audit_info()),
+                        purpose: None,
+                    },
+                    Err(r) => ConsentOutcome::deny(r),
+                }
+            }
+            ConsentRule::Record(rec_rule) => {
+                let id = match rec_rule.consent_id(&token.extra, &parts.headers) {
+                    Ok(id) => id,
+                    Err(r) => return ConsentOutcome::deny(r),
+                };
+                // Startup refuses record rules without a `consent:` section; fail closed anyway.
+                let Some(client) = &self.consent else {
+                    return ConsentOutcome::deny(DenyReason::DependencyUnavailable);
+                };
+                match client.get(id).await {
+                    Ok(rec) => ConsentOutcome {
+                        result: check_record(rec_rule, &rec, &ctx),
+                        info: Some(rec.audit_info(id)),
+                        purpose: rec.purpose.clone(),
+                    },
+                    Err(ConsentLookupError::Missing) => {
+                        ConsentOutcome::deny(DenyReason::ConsentMissing)
+                    }
+                    Err(ConsentLookupError::Unavailable) => {
+                        ConsentOutcome::deny(DenyReason::DependencyUnavailable)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads a JSON body, bounded by `max_body_bytes`, and puts the identical bytes back for
+    /// the upstream. Non-JSON or malformed JSON → 400; too large → 413.
+    async fn json_body(
+        &self,
+        parts: &http::request::Parts,
+        body: &mut Body,
+    ) -> Result<Value, DenyReason> {
+        let is_json = parts
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|ct| ct.split(';').next())
+            .map(|m| m.trim().to_ascii_lowercase())
+            .is_some_and(|m| m == "application/json" || m.ends_with("+json"));
+        if !is_json {
+            return Err(DenyReason::RequestMalformed);
+        }
+        let taken = std::mem::replace(body, response::full(""));
+        let bytes = Limited::new(taken, self.config.listen.limits.max_body_bytes)
+            .collect()
+            .await
+            .map_err(|_| DenyReason::RequestTooLarge)?
+            .to_bytes();
+        let parsed = parse_body(&bytes).map_err(|_| DenyReason::RequestMalformed);
+        *body = response::full(bytes);
+        parsed
+    }
+}
