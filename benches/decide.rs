@@ -10,6 +10,7 @@ use serde_json::json;
 
 use fapi_guard::clock::Clock;
 use fapi_guard::config::Config;
+use fapi_guard::consent::{ConsentClient, ConsentConfig, ConsentContext, ConsentRecord, ConsentRule, check_record};
 use fapi_guard::decide::{AuthScheme, DpopFact, Facts, TokenFact, decide};
 use fapi_guard::demo::SigningKey;
 use fapi_guard::http_client::HttpsClient;
@@ -129,12 +130,77 @@ fn benches(c: &mut Criterion) {
         b.iter(|| black_box(decide(black_box(&facts), &route)))
     });
 
+    consent_benches(c, &rt, &s);
+
     c.bench_function("cold token verification (ES256 signature + parse)", |b| {
         b.iter(|| {
             rt.block_on(s.verifier.verify(black_box(&s.token), [0u8; 32]))
                 .expect("valid")
         })
     });
+}
+
+/// The consent check on the warm path: the record comes from the client's cache (no I/O) and
+/// the comparison is pure. `block_on` adds its own overhead to the cache-hit number.
+fn consent_benches(c: &mut Criterion, rt: &tokio::runtime::Runtime, s: &Setup) {
+    let m = s
+        .policies
+        .lookup(&Method::GET, "/open-banking/v4.0/aisp/accounts/acc-1/balances")
+        .expect("route");
+    let Some(ConsentRule::Record(rule)) = m.route.consent.as_ref() else {
+        panic!("get-balances checks a consent record");
+    };
+    let record = ConsentRecord::from_json(
+        br#"{"id":"c-1","status":"Authorised","client_id":"tpp-1","subject":"psu-9",
+            "expires_at":"2099-01-01T00:00:00Z","permissions":["ReadBalances"],"accounts":["acc-1","acc-2"]}"#,
+    )
+    .expect("record");
+    let params = [("AccountId", "acc-1".to_owned())];
+    let ctx = ConsentContext {
+        client_id: "tpp-1",
+        subject: "psu-9",
+        params: &params,
+        query: None,
+        public_origin: "https://api.bank.example",
+        now: Clock::system().now_unix(),
+        body: None,
+    };
+    c.bench_function("consent check_record (pure)", |b| {
+        b.iter(|| black_box(check_record(rule, black_box(&record), &ctx)))
+    });
+
+    // A consent service answering once; every later lookup is a cache hit.
+    let addr = rt.block_on(serve_one_record());
+    let settings = serde_yaml::from_str::<ConsentConfig>(&format!("url: http://{addr}/consents/{{id}}\ncache_ttl: 1h\n"))
+        .expect("yaml")
+        .compile()
+        .expect("consent config");
+    let client = ConsentClient::new(settings, HttpsClient::new().expect("client"), Arc::new(Metrics::new()));
+    rt.block_on(client.get("c-1")).expect("first fetch");
+    c.bench_function("consent record lookup, cache hit (incl. block_on)", |b| {
+        b.iter(|| rt.block_on(client.get(black_box("c-1"))).expect("cached"))
+    });
+}
+
+async fn serve_one_record() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let svc = hyper::service::service_fn(|_req| async {
+                let body = r#"{"id":"c-1","status":"Authorised","client_id":"tpp-1","permissions":[],"accounts":[]}"#;
+                Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+                    bytes::Bytes::from_static(body.as_bytes()),
+                )))
+            });
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
 }
 
 criterion_group!(decide_benches, benches);
