@@ -10,7 +10,9 @@ use serde_json::json;
 
 use fapi_guard::clock::Clock;
 use fapi_guard::config::Config;
-use fapi_guard::consent::{ConsentClient, ConsentConfig, ConsentContext, ConsentRecord, ConsentRule, check_record};
+use fapi_guard::consent::{
+    ConsentClient, ConsentConfig, ConsentContext, ConsentRecord, ConsentRule, check_record,
+};
 use fapi_guard::decide::{AuthScheme, DpopFact, Facts, TokenFact, decide};
 use fapi_guard::demo::SigningKey;
 use fapi_guard::http_client::HttpsClient;
@@ -145,7 +147,10 @@ fn benches(c: &mut Criterion) {
 fn consent_benches(c: &mut Criterion, rt: &tokio::runtime::Runtime, s: &Setup) {
     let m = s
         .policies
-        .lookup(&Method::GET, "/open-banking/v4.0/aisp/accounts/acc-1/balances")
+        .lookup(
+            &Method::GET,
+            "/open-banking/v4.0/aisp/accounts/acc-1/balances",
+        )
         .expect("route");
     let Some(ConsentRule::Record(rule)) = m.route.consent.as_ref() else {
         panic!("get-balances checks a consent record");
@@ -171,11 +176,17 @@ fn consent_benches(c: &mut Criterion, rt: &tokio::runtime::Runtime, s: &Setup) {
 
     // A consent service answering once; every later lookup is a cache hit.
     let addr = rt.block_on(serve_one_record());
-    let settings = serde_yaml::from_str::<ConsentConfig>(&format!("url: http://{addr}/consents/{{id}}\ncache_ttl: 1h\n"))
-        .expect("yaml")
-        .compile()
-        .expect("consent config");
-    let client = ConsentClient::new(settings, HttpsClient::new().expect("client"), Arc::new(Metrics::new()));
+    let settings = serde_yaml::from_str::<ConsentConfig>(&format!(
+        "url: http://{addr}/consents/{{id}}\ncache_ttl: 1h\n"
+    ))
+    .expect("yaml")
+    .compile()
+    .expect("consent config");
+    let client = ConsentClient::new(
+        settings,
+        HttpsClient::new().expect("client"),
+        Arc::new(Metrics::new()),
+    );
     rt.block_on(client.get("c-1")).expect("first fetch");
     c.bench_function("consent record lookup, cache hit (incl. block_on)", |b| {
         b.iter(|| rt.block_on(client.get(black_box("c-1"))).expect("cached"))
@@ -183,7 +194,9 @@ fn consent_benches(c: &mut Criterion, rt: &tokio::runtime::Runtime, s: &Setup) {
 }
 
 async fn serve_one_record() -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {

@@ -56,7 +56,9 @@ struct ConsentService {
 
 impl ConsentService {
     async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let this = Self {
             addr: listener.local_addr().expect("addr"),
             records: Arc::default(),
@@ -73,7 +75,13 @@ impl ConsentService {
                         s.calls.fetch_add(1, Ordering::SeqCst);
                         // Give concurrent requests time to pile up behind this one call.
                         tokio::time::sleep(Duration::from_millis(50)).await;
-                        let id = req.uri().path().rsplit('/').next().unwrap_or_default().to_owned();
+                        let id = req
+                            .uri()
+                            .path()
+                            .rsplit('/')
+                            .next()
+                            .unwrap_or_default()
+                            .to_owned();
                         let (status, body) = match s.mode.load(Ordering::SeqCst) {
                             1 => (500, String::new()),
                             2 => {
@@ -130,19 +138,38 @@ async fn world() -> World {
         "consent:\n  url: http://{}/consents/{{id}}\n  timeout: 300ms\n  cache_ttl: 300ms\n",
         consents.addr
     );
-    let proxy = Proxy::start(&format!("http://{}", echo.addr), &jwks.uri(), &extra, POLICY_WITH_CONSENT).await;
+    let proxy = Proxy::start(
+        &format!("http://{}", echo.addr),
+        &jwks.uri(),
+        &extra,
+        POLICY_WITH_CONSENT,
+    )
+    .await;
     proxy.wait_ready().await;
-    World { key, consents, echo, proxy, _jwks: jwks }
+    World {
+        key,
+        consents,
+        echo,
+        proxy,
+        _jwks: jwks,
+    }
 }
 
 impl World {
     fn token(&self, consent: &str) -> String {
         let c = consent.to_owned();
-        format!("Bearer {}", self.key.token(|_, claims| claims["consent_id"] = json!(c)))
+        format!(
+            "Bearer {}",
+            self.key.token(|_, claims| claims["consent_id"] = json!(c))
+        )
     }
 
     async fn read(&self, consent: &str, account: &str) -> Reply {
-        get(&self.proxy.url(&format!("/accounts/{account}")), &[("authorization", &self.token(consent))]).await
+        get(
+            &self.proxy.url(&format!("/accounts/{account}")),
+            &[("authorization", &self.token(consent))],
+        )
+        .await
     }
 }
 
@@ -150,22 +177,66 @@ impl World {
 async fn every_consent_record_reason() {
     let w = world().await;
     w.consents.put("ok", |_| {});
-    w.consents.put("waiting", |r| r["status"] = json!("AwaitingAuthorisation"));
-    w.consents.put("revoked", |r| r["status"] = json!("Revoked"));
-    w.consents.put("expired", |r| r["expires_at"] = json!("2020-01-01T00:00:00Z"));
-    w.consents.put("other-client", |r| r["client_id"] = json!("tpp-2"));
-    w.consents.put("other-psu", |r| r["subject"] = json!("psu-1"));
-    w.consents.put("basic-only", |r| r["permissions"] = json!(["ReadAccountsBasic"]));
+    w.consents
+        .put("waiting", |r| r["status"] = json!("AwaitingAuthorisation"));
+    w.consents
+        .put("revoked", |r| r["status"] = json!("Revoked"));
+    w.consents.put("expired", |r| {
+        r["expires_at"] = json!("2020-01-01T00:00:00Z")
+    });
+    w.consents
+        .put("other-client", |r| r["client_id"] = json!("tpp-2"));
+    w.consents
+        .put("other-psu", |r| r["subject"] = json!("psu-1"));
+    w.consents.put("basic-only", |r| {
+        r["permissions"] = json!(["ReadAccountsBasic"])
+    });
     let cases = [
         ("covered", "ok", "acc-1", 200, None),
-        ("another account", "ok", "acc-7", 403, Some("consent_resource_mismatch")),
-        ("no such consent", "nope", "acc-1", 403, Some("consent_missing")),
-        ("not authorised", "waiting", "acc-1", 403, Some("consent_not_authorised")),
+        (
+            "another account",
+            "ok",
+            "acc-7",
+            403,
+            Some("consent_resource_mismatch"),
+        ),
+        (
+            "no such consent",
+            "nope",
+            "acc-1",
+            403,
+            Some("consent_missing"),
+        ),
+        (
+            "not authorised",
+            "waiting",
+            "acc-1",
+            403,
+            Some("consent_not_authorised"),
+        ),
         ("revoked", "revoked", "acc-1", 403, Some("consent_revoked")),
         ("expired", "expired", "acc-1", 403, Some("consent_expired")),
-        ("another client's consent", "other-client", "acc-1", 403, Some("consent_client_mismatch")),
-        ("another customer's consent", "other-psu", "acc-1", 403, Some("consent_client_mismatch")),
-        ("permission missing", "basic-only", "acc-1", 403, Some("consent_permission_missing")),
+        (
+            "another client's consent",
+            "other-client",
+            "acc-1",
+            403,
+            Some("consent_client_mismatch"),
+        ),
+        (
+            "another customer's consent",
+            "other-psu",
+            "acc-1",
+            403,
+            Some("consent_client_mismatch"),
+        ),
+        (
+            "permission missing",
+            "basic-only",
+            "acc-1",
+            403,
+            Some("consent_permission_missing"),
+        ),
     ];
     for (name, consent, account, status, reason) in cases {
         let r = w.read(consent, account).await;
@@ -173,9 +244,18 @@ async fn every_consent_record_reason() {
     }
     assert_eq!(w.echo.count(), 1);
     let records = w.proxy.audit_records().await;
-    let d = records.iter().find(|r| r["kind"] == "decision" && r["decision"] == "allow").expect("allow");
-    assert_eq!(d["consent"], json!({"id": "ok", "source": "record", "status": "Authorised"}));
-    assert_eq!(w.echo.last().expect("seen").headers["x-fapi-consent-id"], "ok");
+    let d = records
+        .iter()
+        .find(|r| r["kind"] == "decision" && r["decision"] == "allow")
+        .expect("allow");
+    assert_eq!(
+        d["consent"],
+        json!({"id": "ok", "source": "record", "status": "Authorised"})
+    );
+    assert_eq!(
+        w.echo.last().expect("seen").headers["x-fapi-consent-id"],
+        "ok"
+    );
 }
 
 #[tokio::test]
@@ -199,7 +279,11 @@ async fn cache_hits_make_no_call_and_a_burst_makes_one() {
     for b in burst {
         assert_eq!(b.await.expect("join"), 200);
     }
-    assert_eq!(w.consents.calls(), 2, "100 concurrent requests for one consent make exactly one call");
+    assert_eq!(
+        w.consents.calls(),
+        2,
+        "100 concurrent requests for one consent make exactly one call"
+    );
 }
 
 #[tokio::test]
@@ -210,7 +294,10 @@ async fn a_status_change_is_seen_after_cache_ttl() {
     w.consents.put("c-1", |r| r["status"] = json!("Revoked"));
     assert_eq!(w.read("c-1", "acc-1").await.status, 200, "still cached");
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(w.read("c-1", "acc-1").await.reason(), Some("consent_revoked"));
+    assert_eq!(
+        w.read("c-1", "acc-1").await.reason(),
+        Some("consent_revoked")
+    );
 }
 
 #[tokio::test]
@@ -219,13 +306,27 @@ async fn service_down_or_slow_fails_closed_quickly() {
     w.consents.put("c-1", |_| {});
     w.consents.mode.store(1, Ordering::SeqCst);
     let r = w.read("c-1", "acc-1").await;
-    assert_eq!((r.status, r.reason()), (503, Some("dependency_unavailable")));
+    assert_eq!(
+        (r.status, r.reason()),
+        (503, Some("dependency_unavailable"))
+    );
     w.consents.mode.store(2, Ordering::SeqCst);
     let started = Instant::now();
     let r = w.read("c-1", "acc-2").await;
-    assert_eq!((r.status, r.reason()), (503, Some("dependency_unavailable")));
-    assert!(started.elapsed() < Duration::from_secs(1), "timed out in {:?}", started.elapsed());
-    assert_eq!(w.echo.count(), 0, "nothing forwarded without a consent answer");
+    assert_eq!(
+        (r.status, r.reason()),
+        (503, Some("dependency_unavailable"))
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "timed out in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        w.echo.count(),
+        0,
+        "nothing forwarded without a consent answer"
+    );
 }
 
 fn payment(amount: &str, currency: &str, iban: &str) -> String {
@@ -257,17 +358,69 @@ async fn payment_body_must_match_the_authorization_details() {
     let exact = payment("\"10.00\"", "GBP", iban);
     let r = send(post(exact.clone(), "application/json")).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
-    assert_eq!(w.echo.last().expect("seen").body, Bytes::from(exact), "identical bytes upstream");
+    assert_eq!(
+        w.echo.last().expect("seen").body,
+        Bytes::from(exact),
+        "identical bytes upstream"
+    );
 
     let cases = [
-        ("amount", payment("\"11.00\"", "GBP", iban), "application/json", 403, "consent_body_mismatch"),
-        ("same number, other literal", payment("\"10.0\"", "GBP", iban), "application/json", 403, "consent_body_mismatch"),
-        ("number instead of string", payment("10.00", "GBP", iban), "application/json", 403, "consent_body_mismatch"),
-        ("currency", payment("\"10.00\"", "EUR", iban), "application/json", 403, "consent_body_mismatch"),
-        ("creditor", payment("\"10.00\"", "GBP", "GB00EVIL00000000000000"), "application/json", 403, "consent_body_mismatch"),
-        ("malformed JSON", "{\"Data\":".to_owned(), "application/json", 400, "request_malformed"),
-        ("not JSON", "Amount=10.00".to_owned(), "text/plain", 400, "request_malformed"),
-        ("too large", format!("{{\"pad\":\"{}\"}}", "x".repeat(5000)), "application/json", 413, "request_too_large"),
+        (
+            "amount",
+            payment("\"11.00\"", "GBP", iban),
+            "application/json",
+            403,
+            "consent_body_mismatch",
+        ),
+        (
+            "same number, other literal",
+            payment("\"10.0\"", "GBP", iban),
+            "application/json",
+            403,
+            "consent_body_mismatch",
+        ),
+        (
+            "number instead of string",
+            payment("10.00", "GBP", iban),
+            "application/json",
+            403,
+            "consent_body_mismatch",
+        ),
+        (
+            "currency",
+            payment("\"10.00\"", "EUR", iban),
+            "application/json",
+            403,
+            "consent_body_mismatch",
+        ),
+        (
+            "creditor",
+            payment("\"10.00\"", "GBP", "GB00EVIL00000000000000"),
+            "application/json",
+            403,
+            "consent_body_mismatch",
+        ),
+        (
+            "malformed JSON",
+            "{\"Data\":".to_owned(),
+            "application/json",
+            400,
+            "request_malformed",
+        ),
+        (
+            "not JSON",
+            "Amount=10.00".to_owned(),
+            "text/plain",
+            400,
+            "request_malformed",
+        ),
+        (
+            "too large",
+            format!("{{\"pad\":\"{}\"}}", "x".repeat(5000)),
+            "application/json",
+            413,
+            "request_too_large",
+        ),
     ];
     for (name, body, ct, status, reason) in cases {
         let r = send(post(body, ct)).await;
