@@ -8,6 +8,7 @@ mod evaluate;
 pub mod forward;
 pub mod headers;
 mod record;
+mod request;
 mod trace;
 
 use std::net::SocketAddr;
@@ -16,28 +17,27 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue};
+use http::header::{HOST, HeaderValue};
 use http::{HeaderMap, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::assurance::AssuranceRule;
+use crate::audit::ConsentInfo;
 use crate::audit::{AuditLog, Durability};
-use crate::audit::{AuditRecord, ConsentInfo};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::consent::ConsentClient;
 use crate::decide::{AuthScheme, Decision};
 use crate::dpop::MemoryReplayCache;
 use crate::http_client::HttpsClient;
-use crate::identity::{self, IdentityValues};
 use crate::metrics::{self, Metrics};
 use crate::path;
 use crate::policy::{Mode, PolicySet, Route};
 use crate::reason::DenyReason;
 use crate::response::{self, Body, ChallengeContext, INTERACTION_ID};
 use crate::token::{TokenDigest, TokenVerifier, VerifiedToken};
-use crate::txn_token::{self, RequestContext, TxnContext, TxnTokenIssuer, TxnTokenVerifier};
+use crate::txn_token::{self, TxnTokenIssuer, TxnTokenVerifier};
 
 use forward::{Upstream, UpstreamError};
 use record::{Outcome, RequestInfo};
@@ -279,27 +279,11 @@ impl Guard {
             path: parts.uri.path(),
             revision: policies.revision(),
         };
-        let (api, route) = eval.labels();
-        let decision_label = match (eval.decision, eval.forwards()) {
-            (Decision::Allow(_), _) => metrics::DECISION_ALLOW,
-            (Decision::Deny(_), true) => metrics::DECISION_AUDIT_DENY,
-            (Decision::Deny(_), false) => metrics::DECISION_DENY,
-        };
-        let reason_label = match eval.decision {
-            Decision::Deny(r) => r.as_str(),
-            Decision::Allow(_) => metrics::REASON_NONE,
-        };
-        self.metrics.observe_decision(
-            api,
-            route,
-            decision_label,
-            reason_label,
-            eval.decide_ns as f64 / 1e9,
-        );
-
         if !eval.forwards() {
+            self.observe_decision(&eval);
             let resp = self.respond_deny(&eval, iid, trace_id);
             self.audit.record_detached(record::decision(&eval, &info));
+            let (api, route) = eval.labels();
             self.metrics
                 .observe_request(api, route, started.elapsed().as_secs_f64());
             return resp;
@@ -313,6 +297,7 @@ impl Guard {
                 Ok(h) => h,
                 Err(reason) => {
                     eval.decision = Decision::Deny(reason);
+                    self.observe_decision(&eval);
                     let resp = self.respond_deny(&eval, iid, trace_id);
                     self.audit.record_detached(record::decision(&eval, &info));
                     return resp;
@@ -327,8 +312,10 @@ impl Guard {
             tracing::error!(interaction_id = iid, error = %e, "audit record not written; refusing");
             outcome.disarm();
             eval.decision = Decision::Deny(DenyReason::DependencyUnavailable);
+            self.observe_decision(&eval);
             return self.respond_deny(&eval, iid, trace_id);
         }
+        self.observe_decision(&eval);
 
         let Some(uri) = path::normalize(parts.uri.path())
             .ok()
@@ -395,108 +382,21 @@ impl Guard {
         }
     }
 
-    /// Sets the identity headers from the verified token and mints (edge) or passes on (internal
-    /// hop) the Txn-Token. Returns the `Txn-Token` header value for the upstream.
-    fn upstream_context(
-        &self,
-        headers: &mut HeaderMap,
-        method: &http::Method,
-        eval: &mut Evaluation,
-        conn: &ConnInfo,
-        iid: &str,
-    ) -> Result<Option<HeaderValue>, DenyReason> {
-        let allowed = matches!(eval.decision, Decision::Allow(_));
-        let token = eval.token.clone().filter(|_| allowed);
-        let consent_id = eval.consent.as_ref().map(|c| c.id.as_str());
-        let identity = token.as_deref().map(|t| IdentityValues {
-            subject: &t.sub,
-            client_id: &t.client_id,
-            consent_id,
-        });
-        let names = &self.config.upstream.identity_headers;
-        identity::strip_and_set(headers, names, identity.as_ref())
-            .map_err(|_| DenyReason::TokenMalformed)?;
-        let Some(t) = token else {
-            return Ok(None);
+    /// Counts the final decision (after every late refusal: minting, audit sink) by route and
+    /// reason, with the time `decide` took.
+    fn observe_decision(&self, eval: &Evaluation) {
+        let (api, route) = eval.labels();
+        let decision = match (eval.decision, eval.forwards()) {
+            (Decision::Allow(_), _) => metrics::DECISION_ALLOW,
+            (Decision::Deny(_), true) => metrics::DECISION_AUDIT_DENY,
+            (Decision::Deny(_), false) => metrics::DECISION_DENY,
         };
-        if let Some(issuer) = &self.txn_issuer {
-            let chain = t.delegation.as_ref().map_err(|r| *r)?;
-            let route = eval.route.as_ref().map_or("", |r| &r.name);
-            let ctx = TxnContext {
-                sub: &t.sub,
-                scopes: &t.scopes,
-                req_wl: &t.client_id,
-                chain,
-                purpose: eval.consent_purpose.as_deref().or(t.purpose()),
-                consent_id,
-                rctx: RequestContext {
-                    req_ip: conn.peer.ip(),
-                    method: method.as_str(),
-                    route,
-                },
-            };
-            let (jwt, txn) = issuer.mint(&ctx, self.clock.now_unix()).map_err(|e| {
-                tracing::error!(error = %e, "Txn-Token minting failed; refusing");
-                DenyReason::DependencyUnavailable
-            })?;
-            self.audit
-                .record_detached(AuditRecord::txn_token_issued(txn.clone()).interaction_id(iid));
-            eval.txn = Some(txn);
-            return HeaderValue::from_str(&jwt)
-                .map(Some)
-                .map_err(|_| DenyReason::DependencyUnavailable);
-        }
-        // Internal hop: the verified inbound Txn-Token travels on unchanged within the domain.
-        eval.txn = t.txn.clone();
-        Ok(t.txn
-            .as_ref()
-            .and_then(|_| headers.get(txn_token::HEADER).cloned()))
-    }
-
-    /// Reads the body only where a check needs it: a form body may carry an access token (RFC
-    /// 6750 §2.2), which is refused. Everything else streams untouched.
-    async fn read_body_if_needed(
-        &self,
-        h: &HeaderMap,
-        body: Incoming,
-    ) -> (Body, Option<DenyReason>) {
-        let limits = self.config.listen.limits;
-        if headers::header_bytes(h) > limits.max_header_bytes {
-            return (response::full(""), Some(DenyReason::HeadersTooLarge));
-        }
-        if content_length(h).is_some_and(|n| n > limits.max_body_bytes as u64) {
-            return (response::full(""), Some(DenyReason::RequestTooLarge));
-        }
-        if !is_form(h) {
-            return (body.boxed(), None);
-        }
-        match Limited::new(body, limits.max_body_bytes).collect().await {
-            Ok(b) => {
-                let bytes = b.to_bytes();
-                let early =
-                    path::form_has_access_token(&bytes).then_some(DenyReason::RequestMalformed);
-                (response::full(bytes), early)
-            }
-            Err(_) => (response::full(""), Some(DenyReason::RequestTooLarge)),
-        }
-    }
-
-    /// The client certificate: this connection's (mTLS), or one forwarded by a trusted TLS
-    /// terminator. A forwarded-certificate header from anyone else is removed and ignored.
-    fn client_cert(&self, h: &mut HeaderMap, conn: &ConnInfo) -> Option<[u8; 32]> {
-        let Some(fwd) = &self.config.listen.forwarded_client_cert else {
-            return conn.client_cert_sha256;
+        let reason = match eval.decision {
+            Decision::Deny(r) => r.as_str(),
+            Decision::Allow(_) => metrics::REASON_NONE,
         };
-        let trusted = fwd.trusted_peers.iter().any(|c| c.contains(conn.peer.ip()));
-        if !trusted {
-            h.remove(&fwd.header);
-            return conn.client_cert_sha256;
-        }
-        let forwarded = h
-            .get(&fwd.header)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| crate::mtls::parse_forwarded(v, fwd.format).ok());
-        forwarded.or(conn.client_cert_sha256)
+        self.metrics
+            .observe_decision(api, route, decision, reason, eval.decide_ns as f64 / 1e9);
     }
 
     fn respond_deny(&self, eval: &Evaluation, iid: &str, trace_id: &str) -> Response<Body> {
@@ -548,19 +448,4 @@ pub fn interaction_id(h: &HeaderMap) -> String {
         Some(s) if s.len() == 36 && uuid::Uuid::try_parse(s).is_ok() => s.to_owned(),
         _ => uuid::Uuid::new_v4().hyphenated().to_string(),
     }
-}
-
-fn content_length(h: &HeaderMap) -> Option<u64> {
-    h.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
-}
-
-fn is_form(h: &HeaderMap) -> bool {
-    h.get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            ct.split(';').next().is_some_and(|m| {
-                m.trim()
-                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-            })
-        })
 }
