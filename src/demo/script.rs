@@ -131,15 +131,7 @@ fn steps(as_key: &SigningKey) -> Result<Vec<Step>, String> {
             ("dpop", who.proof(method, path, t)?),
         ])
     };
-    // A TPP certificate as an ingress that terminated mTLS forwards it (Envoy XFCC).
-    let xfcc = format!("By=spiffe://ingress;Cert=\"{}\"", urlencode(TPP_CERT_PEM));
-    let cert = crate::mtls::parse_forwarded(&xfcc, crate::mtls::ForwardedFormat::Xfcc)
-        .map_err(|e| format!("{e:?}"))?;
-    let x5t = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, cert);
-    let cert_token = token(
-        as_key,
-        &claims("accounts", |c| c["cnf"] = json!({"x5t#S256": x5t})),
-    )?;
+    let (xfcc, cert_token) = cert_bound(as_key, 300)?;
     let with_cert = vec![
         ("authorization", format!("Bearer {cert_token}")),
         ("x-forwarded-client-cert", xfcc.clone()),
@@ -410,14 +402,33 @@ pub async fn run(proxy: SocketAddr, as_key: &SigningKey) -> Result<String, Strin
     Ok(out)
 }
 
-pub fn print_serve_help(proxy: SocketAddr, as_key: &SigningKey) -> Result<(), String> {
+/// A TPP certificate as an ingress that terminated mTLS forwards it (Envoy XFCC), and an
+/// accounts token bound to it (RFC 8705 `cnf.x5t#S256`) living `ttl` seconds.
+fn cert_bound(as_key: &SigningKey, ttl: i64) -> Result<(String, String), String> {
+    let xfcc = format!("By=spiffe://ingress;Cert=\"{}\"", urlencode(TPP_CERT_PEM));
+    let cert = crate::mtls::parse_forwarded(&xfcc, crate::mtls::ForwardedFormat::Xfcc)
+        .map_err(|e| format!("{e:?}"))?;
+    let x5t = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, cert);
     let t = token(
         as_key,
-        &claims("accounts", |c| c["exp"] = json!(now() + 600)),
+        &claims("accounts", |c| {
+            c["cnf"] = json!({"x5t#S256": x5t});
+            c["exp"] = json!(now() + ttl);
+        }),
     )?;
+    Ok((xfcc, t))
+}
+
+pub fn print_serve_help(proxy: SocketAddr, as_key: &SigningKey) -> Result<(), String> {
+    let (xfcc, t) = cert_bound(as_key, 590)?;
     println!();
-    println!("The demo keeps running (Ctrl-C to stop). Try:");
+    println!("The demo keeps running (Ctrl-C to stop). Try (the token lives 10 minutes):");
     println!("  curl -i http://{proxy}/health");
-    println!("  curl -i -H 'Authorization: Bearer {t}' http://{proxy}{ACCOUNTS}");
+    println!(
+        "  curl -i -H 'Authorization: Bearer {t}' -H 'x-forwarded-client-cert: {xfcc}' http://{proxy}{ACCOUNTS}"
+    );
+    println!(
+        "  curl -i -H 'Authorization: Bearer {t}' http://{proxy}{ACCOUNTS}    # no certificate: denied"
+    );
     Ok(())
 }
