@@ -4,6 +4,7 @@
 //! allowed and denied requests and prints what the proxy decided.
 
 mod consents;
+mod http;
 mod issuer;
 mod script;
 mod upstream;

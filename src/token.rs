@@ -5,6 +5,7 @@
 
 mod claims;
 pub mod jwks;
+pub mod jws;
 mod verify;
 
 use std::collections::HashMap;

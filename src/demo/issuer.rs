@@ -1,21 +1,16 @@
 //! The demo's sample authorization server: an ES256 signing key generated at start, its JWKS
 //! served over HTTP, and a token minting function. Demo only; never used by the proxy itself.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use http::{Response, header::CONTENT_TYPE};
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 
-use crate::response::full;
+use super::http::json_response;
 
 pub const ISSUER: &str = "https://as.demo-bank.example";
 pub const AUDIENCE: &str = "https://api.bank.example";
@@ -72,31 +67,6 @@ impl SigningKey {
 
 /// Serves `{"keys":[…]}` at any path until the process ends.
 pub async fn serve_jwks(keys: Vec<Value>) -> Result<SocketAddr, String> {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| e.to_string())?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let body = json!({ "keys": keys }).to_string();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let body = body.clone();
-            let svc = service_fn(move |_req| {
-                let body = body.clone();
-                async move {
-                    let mut r = Response::new(full(body));
-                    r.headers_mut().insert(
-                        CONTENT_TYPE,
-                        http::HeaderValue::from_static("application/json"),
-                    );
-                    Ok::<_, Infallible>(r)
-                }
-            });
-            tokio::spawn(async move {
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    Ok(addr)
+    super::http::serve(move |_req| json_response(http::StatusCode::OK, body.clone())).await
 }

@@ -1,37 +1,16 @@
 //! The demo's sample banking API: canned Open Banking style JSON for accounts and payments.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 
-use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use serde_json::json;
-use tokio::net::TcpListener;
 
-use crate::response::{Body, full};
+use super::http::json_response;
+use crate::response::Body;
 
 pub async fn serve() -> Result<SocketAddr, String> {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| e.to_string())?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let svc =
-                service_fn(
-                    |req: Request<Incoming>| async move { Ok::<_, Infallible>(answer(&req)) },
-                );
-            tokio::spawn(async move {
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    Ok(addr)
+    super::http::serve(answer).await
 }
 
 fn answer(req: &Request<Incoming>) -> Response<Body> {
@@ -67,9 +46,5 @@ fn answer(req: &Request<Incoming>) -> Response<Body> {
         ),
         _ => (StatusCode::NOT_FOUND, json!({"error": "not found"})),
     };
-    let mut r = Response::new(full(body.to_string()));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r
+    json_response(status, body.to_string())
 }

@@ -1,13 +1,11 @@
 //! The cold path: parse and verify a JWT access token once; the result is cached by digest.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 
 use super::claims::RawClaims;
 use super::jwks::KeyLookupError;
-use super::{TokenDigest, TokenFailure, TokenVerifier, VerifiedToken};
+use super::{TokenDigest, TokenFailure, TokenVerifier, VerifiedToken, jws};
 use crate::config::raw_alg;
 use crate::reason::DenyReason;
 
@@ -33,32 +31,18 @@ pub(super) async fn verify(
 ) -> Result<VerifiedToken, TokenFailure> {
     let deny = TokenFailure::Deny;
     let malformed = deny(DenyReason::TokenMalformed);
-    if token.len() > MAX_TOKEN_BYTES {
-        return Err(malformed);
-    }
-    let mut parts = token.split('.');
-    let (Some(h64), Some(p64), Some(s64), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(malformed);
-    };
-    if h64.is_empty() || p64.is_empty() || s64.is_empty() {
-        return Err(malformed);
-    }
-    let header: JoseHeader = decode_json(h64).ok_or(malformed)?;
+    let (h64, p64, s64) = jws::split(token, MAX_TOKEN_BYTES).ok_or(malformed)?;
+    let header: JoseHeader = jws::decode_json(h64).ok_or(malformed)?;
     // RFC 7515 §4.1.11: we understand no critical extensions, so any `crit` is a refusal.
     if header.crit.is_some() {
         return Err(malformed);
     }
     // RFC 9068 §4: resource servers MUST verify `typ` is `at+jwt` (media types are
     // case-insensitive, and the `application/` prefix may be present, RFC 7515 §4.1.9).
-    let typ_ok = header.typ.as_deref().is_some_and(|t| {
-        t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
-    });
-    if !typ_ok {
+    if !jws::typ_is(header.typ.as_deref(), "at+jwt") {
         return Err(deny(DenyReason::TokenTypeInvalid));
     }
-    let claims: RawClaims = decode_json(p64).ok_or(malformed)?;
+    let claims: RawClaims = jws::decode_json(p64).ok_or(malformed)?;
     let iss = claims.iss.as_deref().ok_or(malformed)?;
     let issuer = v.issuer(iss).ok_or(deny(DenyReason::TokenIssuerUnknown))?;
     let alg: Algorithm = raw_alg(&header.alg)
@@ -83,9 +67,4 @@ pub(super) async fn verify(
     claims
         .into_verified(issuer.settings.clone(), digest)
         .map_err(deny)
-}
-
-fn decode_json<T: serde::de::DeserializeOwned>(b64: &str) -> Option<T> {
-    let bytes = URL_SAFE_NO_PAD.decode(b64).ok()?;
-    serde_json::from_slice(&bytes).ok()
 }

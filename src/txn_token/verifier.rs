@@ -3,8 +3,6 @@
 
 use std::sync::Arc;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
@@ -17,6 +15,7 @@ use crate::metrics::Metrics;
 use crate::reason::DenyReason;
 use crate::token::TokenFailure;
 use crate::token::jwks::{self, JwksStore, KeyLookupError};
+use crate::token::jws;
 
 /// Verifies Txn-Tokens against one trusted issuer's JWKS (fetched, cached and rotated by the
 /// same [`JwksStore`] access tokens use: stale-while-error, rate-limited refetch on unknown
@@ -63,19 +62,8 @@ impl TxnTokenVerifier {
     pub async fn verify(&self, token: &str, now: i64) -> Result<VerifiedTxnToken, TokenFailure> {
         let deny = TokenFailure::Deny;
         let malformed = deny(DenyReason::TokenMalformed);
-        if token.len() > MAX_TOKEN_BYTES {
-            return Err(malformed);
-        }
-        let mut parts = token.split('.');
-        let (Some(h64), Some(p64), Some(s64), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(malformed);
-        };
-        if h64.is_empty() || p64.is_empty() || s64.is_empty() {
-            return Err(malformed);
-        }
-        let header = decode_object(h64).ok_or(malformed)?;
+        let (h64, p64, s64) = jws::split(token, MAX_TOKEN_BYTES).ok_or(malformed)?;
+        let header: Map<String, Value> = jws::decode_json(h64).ok_or(malformed)?;
         // RFC 7515 §4.1.11: we understand no critical extensions.
         if header.contains_key("crit") {
             return Err(malformed);
@@ -83,13 +71,10 @@ impl TxnTokenVerifier {
         // Draft: Txn-Tokens are typed `txntoken+jwt`; an access token or ID token replayed in
         // the Txn-Token header is refused here (media types are case-insensitive, the
         // `application/` prefix may be present, RFC 7515 §4.1.9).
-        let typ_ok = header.get("typ").and_then(Value::as_str).is_some_and(|t| {
-            t.eq_ignore_ascii_case(TYP) || t.eq_ignore_ascii_case("application/txntoken+jwt")
-        });
-        if !typ_ok {
+        if !jws::typ_is(header.get("typ").and_then(Value::as_str), TYP) {
             return Err(deny(DenyReason::TokenTypeInvalid));
         }
-        let claims = decode_object(p64).ok_or(malformed)?;
+        let claims: Map<String, Value> = jws::decode_json(p64).ok_or(malformed)?;
         let iss = claims.get("iss").and_then(Value::as_str).ok_or(malformed)?;
         if iss != self.settings.issuer {
             return Err(deny(DenyReason::TokenIssuerUnknown));
@@ -189,11 +174,6 @@ impl TxnTokenVerifier {
             rctx,
         })
     }
-}
-
-fn decode_object(b64: &str) -> Option<Map<String, Value>> {
-    let bytes = URL_SAFE_NO_PAD.decode(b64).ok()?;
-    serde_json::from_slice(&bytes).ok()
 }
 
 /// `Ok(None)` when absent; a present member of another type is malformed.
