@@ -23,8 +23,8 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::assurance::AssuranceRule;
-use crate::audit::ConsentInfo;
 use crate::audit::{AuditLog, Durability};
+use crate::audit::{AuditRecord, ConsentInfo};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::consent::ConsentClient;
@@ -247,6 +247,14 @@ impl Guard {
         match tokio::time::timeout(self.config.listen.limits.request_timeout, work).await {
             Ok(resp) => resp,
             Err(_) => {
+                // Whatever stage was running (a slow body, a slow dependency, the upstream) is
+                // dropped; the record says why the client got 504.
+                let waited = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                self.audit.record_detached(
+                    AuditRecord::upstream_failure("request_timeout", Some(504), waited)
+                        .interaction_id(&iid)
+                        .trace_id(&trace_id),
+                );
                 response::upstream_error(StatusCode::GATEWAY_TIMEOUT, "request_timeout", &iid)
             }
         }

@@ -539,3 +539,44 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
     // After shutdown nothing listens.
     assert!(tokio::net::TcpStream::connect(w.proxy.addr).await.is_err());
 }
+
+#[tokio::test]
+async fn request_timeout_answers_504_and_is_recorded() {
+    let key = TestKey::new("k1");
+    let jwks = Jwks::start(vec![key.jwks_entry()]).await;
+    let echo = Echo::start().await;
+    // Lands inside `listen.limits`: the whole request may take 150 ms.
+    let limits = "    request_timeout: 150ms\n";
+    let proxy = Proxy::start_with(
+        &format!("http://{}", echo.addr),
+        &jwks.uri(),
+        "",
+        limits,
+        POLICY,
+    )
+    .await;
+    proxy.wait_ready().await;
+    let auth = bearer(&key.token(|_, _| {}));
+    let r = get(&proxy.url("/accounts?slow=1"), &[("authorization", &auth)]).await;
+    assert_eq!(r.status, 504);
+    assert_eq!(r.body["error"], "request_timeout");
+    let iid = r.headers["x-fapi-interaction-id"]
+        .to_str()
+        .expect("id")
+        .to_owned();
+    let records = proxy.audit_records().await;
+    let mine: Vec<_> = records
+        .iter()
+        .filter(|x| x["interaction_id"] == iid.as_str())
+        .collect();
+    assert!(
+        mine.iter()
+            .any(|x| x["kind"] == "decision" && x["decision"] == "allow"),
+        "{mine:?}"
+    );
+    assert!(
+        mine.iter()
+            .any(|x| x["upstream_error"] == "request_timeout"),
+        "{mine:?}"
+    );
+}
