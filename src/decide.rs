@@ -96,6 +96,26 @@ pub fn decide(f: &Facts<'_>, route: &Route) -> Decision {
     }
 }
 
+/// Whether `d` is final whatever the consent says: a refusal by a check that runs before the
+/// consent check (token, binding, scope). The proxy then skips the consent lookup, so a doomed
+/// request (a stolen token without its key, say) costs no consent-service I/O.
+pub fn settled_before_consent(d: Decision) -> bool {
+    match d {
+        Decision::Allow(_) => false,
+        Decision::Deny(r) => !matches!(
+            r,
+            DenyReason::DelegationNotAllowed
+                | DenyReason::DelegationDepthExceeded
+                | DenyReason::DelegationActorNotAllowed
+                | DenyReason::DelegationChainNotAllowed
+                | DenyReason::DelegationMalformed
+                | DenyReason::DelegationScopeEscalation
+                | DenyReason::PurposeNotAllowed
+                | DenyReason::AssuranceInsufficient
+        ),
+    }
+}
+
 fn check(f: &Facts<'_>, route: &Route) -> Result<BoundBy, DenyReason> {
     let token = match f.token {
         TokenFact::Missing => return Err(DenyReason::TokenMissing),

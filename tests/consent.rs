@@ -259,6 +259,35 @@ async fn every_consent_record_reason() {
 }
 
 #[tokio::test]
+async fn a_request_refused_before_the_consent_check_makes_no_consent_call() {
+    let w = world().await;
+    w.consents.put("c-1", |_| {});
+    // A DPoP-bound token replayed as Bearer (a stolen token without its key).
+    let stolen = w.key.token(|_, c| {
+        c["consent_id"] = json!("c-1");
+        c["cnf"] = json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"});
+    });
+    let r = get(
+        &w.proxy.url("/accounts/acc-1"),
+        &[("authorization", &format!("Bearer {stolen}"))],
+    )
+    .await;
+    assert_eq!(r.reason(), Some("binding_scheme_mismatch"));
+    let expired = w.key.token(|_, c| {
+        c["consent_id"] = json!("c-1");
+        c["iat"] = json!(now() - 700);
+        c["exp"] = json!(now() - 100);
+    });
+    let r = get(
+        &w.proxy.url("/accounts/acc-1"),
+        &[("authorization", &format!("Bearer {expired}"))],
+    )
+    .await;
+    assert_eq!(r.reason(), Some("token_expired"));
+    assert_eq!(w.consents.calls(), 0);
+}
+
+#[tokio::test]
 async fn cache_hits_make_no_call_and_a_burst_makes_one() {
     let w = world().await;
     w.consents.put("c-1", |_| {});

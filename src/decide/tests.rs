@@ -423,3 +423,20 @@ fn grant_checks_in_decide() {
     };
     assert_eq!(decide(&f, &route), Decision::Allow(BoundBy::Dpop));
 }
+
+#[test]
+fn only_checks_after_consent_leave_the_decision_open() {
+    use DenyReason as R;
+    let cases = [
+        (Decision::Allow(BoundBy::Dpop), false),
+        (Decision::Deny(R::TokenExpired), true),
+        (Decision::Deny(R::BindingSchemeMismatch), true),
+        (Decision::Deny(R::ScopeInsufficient), true),
+        (Decision::Deny(R::PurposeNotAllowed), false),
+        (Decision::Deny(R::DelegationActorNotAllowed), false),
+        (Decision::Deny(R::AssuranceInsufficient), false),
+    ];
+    for (d, settled) in cases {
+        assert_eq!(settled_before_consent(d), settled, "{d:?}");
+    }
+}

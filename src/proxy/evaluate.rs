@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::consent::ConsentOutcome;
 use super::{Evaluation, Guard, credentials};
 use crate::decide::{self, AuthScheme, DpopFact, Facts, TokenFact};
 use crate::dpop::{self, ProofRequest, VerifiedProof};
@@ -107,34 +106,40 @@ impl Guard {
             (None, Some(r)) => TokenFact::Rejected(r),
             (None, None) => TokenFact::Missing,
         };
-        let mut consent = ConsentOutcome {
-            result: Ok(()),
-            info: None,
-            purpose: None,
-        };
-        if let (Some(rule), Some(t)) = (&route.consent, &eval.token) {
-            consent = self
-                .check_consent(rule, t, parts, &m.params, body, now)
-                .await;
-            if consent.result == Err(DenyReason::DependencyUnavailable) {
-                eval.decision = decide::Decision::Deny(DenyReason::DependencyUnavailable);
-                return eval;
-            }
-        }
-        let facts = Facts {
+        let mut facts = Facts {
             now,
             scheme: scheme.unwrap_or(AuthScheme::Bearer),
             token: token_fact,
             dpop: dpop_fact,
             client_cert_sha256: client_cert,
-            consent: consent.result,
-            consent_purpose: consent.purpose.as_deref(),
+            consent: Ok(()),
+            consent_purpose: None,
         };
         let t0 = Instant::now();
         eval.decision = decide::decide(&facts, &route);
         eval.decide_ns = t0.elapsed().as_nanos() as u64;
+        let (Some(rule), Some(t)) = (&route.consent, &eval.token) else {
+            return eval;
+        };
+        if decide::settled_before_consent(eval.decision) {
+            return eval;
+        }
+        // The consent (and the body, where a rule compares it) is fetched only for requests
+        // that passed everything before it; then `decide` runs again with it.
+        let consent = self
+            .check_consent(rule, t, parts, &m.params, body, now)
+            .await;
+        if consent.result == Err(DenyReason::DependencyUnavailable) {
+            eval.decision = decide::Decision::Deny(DenyReason::DependencyUnavailable);
+            return eval;
+        }
+        facts.consent = consent.result;
+        facts.consent_purpose = consent.purpose.as_deref();
+        let t1 = Instant::now();
+        eval.decision = decide::decide(&facts, &route);
+        eval.decide_ns += t1.elapsed().as_nanos() as u64;
+        eval.consent_purpose = consent.purpose.clone();
         eval.consent = consent.info;
-        eval.consent_purpose = consent.purpose;
         eval
     }
 
