@@ -331,6 +331,16 @@ async fn metrics_count_decisions_by_route_and_reason() {
         2.0
     );
     assert!(metric_value(&m, "fapi_guard_jwks_refreshes_total", &[("result", "ok")]) >= 1.0);
+    // Each of the three signature verifications (the token cache misses) found its key
+    // without a refetch.
+    assert_eq!(
+        metric_value(
+            &m,
+            "fapi_guard_cache_requests_total",
+            &[("cache", "jwks"), ("result", "hit")]
+        ),
+        3.0
+    );
     assert!(metric_value(&m, "fapi_guard_audit_records_total", &[]) >= 7.0);
     assert_eq!(
         metric_value(&m, "fapi_guard_audit_failures_total", &[]),

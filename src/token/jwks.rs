@@ -109,8 +109,10 @@ impl JwksStore {
         alg: Algorithm,
     ) -> Result<Vec<Arc<Key>>, KeyLookupError> {
         if let Some(found) = self.lookup(kid, alg) {
+            self.metrics.cache_lookup("jwks", true);
             return Ok(found);
         }
+        self.metrics.cache_lookup("jwks", false);
         self.refetch_rate_limited().await;
         match self.lookup(kid, alg) {
             Some(found) => Ok(found),
