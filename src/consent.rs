@@ -17,6 +17,7 @@
 mod body;
 mod check;
 mod client;
+mod judge;
 mod record;
 mod rfc3339;
 mod rule;
@@ -24,6 +25,7 @@ mod rule;
 pub use body::{BodyError, exact_eq, parse_body};
 pub use check::{ConsentContext, RarMatch, check_rar, check_record};
 pub use client::{ConsentClient, ConsentConfig, ConsentLookupError, ConsentSettings};
+pub use judge::{ConsentOutcome, judge};
 pub use record::ConsentRecord;
 pub use rfc3339::parse_rfc3339;
 pub use rule::{

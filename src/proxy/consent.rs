@@ -8,33 +8,13 @@ use http_body_util::{BodyExt, Limited};
 use serde_json::Value;
 
 use super::Guard;
-use crate::audit::ConsentInfo;
 use crate::consent::{
-    ConsentContext, ConsentLookupError, ConsentRule, check_rar, check_record, parse_body,
+    ConsentContext, ConsentLookupError, ConsentOutcome, ConsentRule, judge, parse_body,
 };
 use crate::path;
 use crate::reason::DenyReason;
 use crate::response::{self, Body};
 use crate::token::VerifiedToken;
-
-/// What the consent check found.
-pub struct ConsentOutcome {
-    /// `Err` is the deny reason (`dependency_unavailable` when the service could not answer).
-    pub result: Result<(), DenyReason>,
-    pub info: Option<ConsentInfo>,
-    /// The consent record's purpose: it takes precedence over the token's (spec §1.5).
-    pub purpose: Option<String>,
-}
-
-impl ConsentOutcome {
-    fn deny(reason: DenyReason) -> Self {
-        Self {
-            result: Err(reason),
-            info: None,
-            purpose: None,
-        }
-    }
-}
 
 impl Guard {
     pub(super) async fn check_consent(
@@ -67,17 +47,8 @@ impl Guard {
             now,
             body: json.as_ref(),
         };
-        match rule {
-            ConsentRule::Rar(rar) => {
-                match check_rar(rar, token.extra.get("authorization_details"), &ctx) {
-                    Ok(m) => ConsentOutcome {
-                        result: Ok(()),
-                        info: Some(m.audit_info()),
-                        purpose: None,
-                    },
-                    Err(r) => ConsentOutcome::deny(r),
-                }
-            }
+        let record = match rule {
+            ConsentRule::Rar(_) => None,
             ConsentRule::Record(rec_rule) => {
                 let id = match rec_rule.consent_id(&token.extra, &parts.headers) {
                     Ok(id) => id,
@@ -88,20 +59,17 @@ impl Guard {
                     return ConsentOutcome::deny(DenyReason::DependencyUnavailable);
                 };
                 match client.get(id).await {
-                    Ok(rec) => ConsentOutcome {
-                        result: check_record(rec_rule, &rec, &ctx),
-                        info: Some(rec.audit_info(id)),
-                        purpose: rec.purpose.clone(),
-                    },
+                    Ok(rec) => Some((id, rec)),
                     Err(ConsentLookupError::Missing) => {
-                        ConsentOutcome::deny(DenyReason::ConsentMissing)
+                        return ConsentOutcome::deny(DenyReason::ConsentMissing);
                     }
                     Err(ConsentLookupError::Unavailable) => {
-                        ConsentOutcome::deny(DenyReason::DependencyUnavailable)
+                        return ConsentOutcome::deny(DenyReason::DependencyUnavailable);
                     }
                 }
             }
-        }
+        };
+        judge(rule, &token.extra, &ctx, record.as_ref().map(|(id, r)| (*id, &**r)))
     }
 
     /// Reads a JSON body, bounded by `max_body_bytes`, and puts the identical bytes back for
