@@ -62,6 +62,11 @@ pub enum PolicyCommand {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Run policy test files (`*_test.yaml`, or directories holding them); exit 1 on failure.
+    Test {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
 }
 
 /// Runs a parsed command line.
@@ -88,6 +93,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Policy {
             command: PolicyCommand::Check { paths },
         } => policy_check(&paths),
+        Command::Policy {
+            command: PolicyCommand::Test { paths },
+        } => policy_test(&paths),
         Command::Audit {
             command: AuditCommand::Verify { files },
         } => ExitCode::from(u8::try_from(crate::audit::run_cli(&files)).unwrap_or(2)),
@@ -115,6 +123,48 @@ fn policy_check(paths: &[PathBuf]) -> ExitCode {
             }
             ExitCode::from(1)
         }
+    }
+}
+
+fn policy_test(paths: &[PathBuf]) -> ExitCode {
+    let files = crate::policy::testing::test_files(paths);
+    if files.is_empty() {
+        eprintln!("no *_test.yaml files found");
+        return ExitCode::from(2);
+    }
+    let (mut passed, mut failed) = (0, 0);
+    for file in files {
+        match crate::policy::testing::run_file(&file) {
+            Err(errs) => {
+                for e in errs {
+                    eprintln!("{e}");
+                }
+                return ExitCode::from(2);
+            }
+            Ok(results) => {
+                for r in results {
+                    if r.passed() {
+                        passed += 1;
+                        println!("ok    {}: {}", file.display(), r.name);
+                    } else {
+                        failed += 1;
+                        println!(
+                            "FAIL  {}: {}: expected {}, got {}",
+                            file.display(),
+                            r.name,
+                            r.expected,
+                            r.got
+                        );
+                    }
+                }
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod compile;
 mod raw;
+pub mod testing;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -363,3 +363,34 @@ fn delegation_purpose_and_assurance_errors_are_located() {
         assert!(errs[0].line.is_some(), "{name}: {}", errs[0]);
     }
 }
+
+#[test]
+fn shipped_policy_tests_pass_and_a_wrong_expectation_fails() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let files = testing::test_files(&[dir]);
+    assert!(files.len() >= 3, "{files:?}");
+    for f in files {
+        let results = testing::run_file(&f).unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(!results.is_empty());
+        for r in results {
+            assert!(
+                r.passed(),
+                "{}: {}: expected {}, got {}",
+                f.display(),
+                r.name,
+                r.expected,
+                r.got
+            );
+        }
+    }
+    let tmp = tempfile::tempdir().expect("dir");
+    std::fs::write(tmp.path().join("p.yaml"), ACCOUNTS).expect("policy");
+    let case = "policy: p.yaml\ncases:\n  - name: wrong\n    request: {method: GET, path: /health}\n    expect: {deny: token_missing}\n  - name: unknown reason\n    request: {method: GET, path: /health}\n    expect: {deny: nope}\n";
+    std::fs::write(tmp.path().join("p_test.yaml"), case).expect("test");
+    let errs = testing::run_file(&tmp.path().join("p_test.yaml")).expect_err("unknown reason code");
+    assert_eq!(errs[0].field, "cases[1] (unknown reason).expect");
+    let one = case.split("  - name: unknown").next().unwrap_or_default();
+    std::fs::write(tmp.path().join("p_test.yaml"), one).expect("test");
+    let r = testing::run_file(&tmp.path().join("p_test.yaml")).expect("runs");
+    assert_eq!((r[0].passed(), r[0].got.as_str()), (false, "allow"));
+}

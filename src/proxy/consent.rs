@@ -69,7 +69,12 @@ impl Guard {
                 }
             }
         };
-        judge(rule, &token.extra, &ctx, record.as_ref().map(|(id, r)| (*id, &**r)))
+        judge(
+            rule,
+            &token.extra,
+            &ctx,
+            record.as_ref().map(|(id, r)| (*id, &**r)),
+        )
     }
 
     /// Reads a JSON body, bounded by `max_body_bytes`, and puts the identical bytes back for

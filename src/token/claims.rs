@@ -42,6 +42,18 @@ impl VerifiedToken {
         self.scopes.iter().any(|x| &**x == s)
     }
 
+    /// A token from claims that were verified elsewhere (`policy test` fixtures): the same
+    /// parsing and required-claim rules as a signed token.
+    pub fn from_claims(
+        issuer: Arc<IssuerSettings>,
+        digest: TokenDigest,
+        claims: Map<String, Value>,
+    ) -> Result<Self, DenyReason> {
+        let raw: RawClaims = serde_json::from_value(Value::Object(claims))
+            .map_err(|_| DenyReason::TokenMalformed)?;
+        raw.into_verified(issuer, digest)
+    }
+
     /// The token's purpose, from the issuer's purpose claim.
     pub fn purpose(&self) -> Option<&str> {
         crate::purpose::token_purpose(&self.extra, &self.issuer.purpose_claim)

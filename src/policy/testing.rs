@@ -1,0 +1,313 @@
+//! `fapi-guard policy test`: table tests for policies, like `opa test` (spec §5). Each case is
+//! a request, the token's claims (taken as verified), the consent records the consent service
+//! would return, and the expected decision. Cases run through the same path normalization,
+//! route table, consent verdict and pure `decide` as the proxy, with no sockets.
+//!
+//! Fixtures stand for what the proxy verifies cryptographically: a token with `cnf.jkt` is
+//! presented with a valid DPoP proof of that key, one with `cnf.x5t#S256` over a connection with
+//! that certificate (`any` is accepted for either).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::PolicySet;
+use crate::clock::Clock;
+use crate::config::{InvalidConfig, IssuerSettings, KeySource, parse_yaml, resolve};
+use crate::consent::{ConsentContext, ConsentOutcome, ConsentRecord, ConsentRule, judge};
+use crate::decide::{self, AuthScheme, Decision, DpopFact, Facts, TokenFact};
+use crate::path;
+use crate::reason::DenyReason;
+use crate::token::VerifiedToken;
+
+const TEST_ISSUER: &str = "policy-test";
+const PUBLIC_URL: &str = "https://api.bank.example";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTestFile {
+    /// The policy under test, relative to the test file.
+    policy: PathBuf,
+    /// The origin RAR `locations` are compared with.
+    #[serde(default)]
+    public_url: Option<String>,
+    cases: Vec<RawCase>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCase {
+    name: String,
+    request: RawRequest,
+    #[serde(default)]
+    token: Option<Map<String, Value>>,
+    #[serde(default)]
+    consents: BTreeMap<String, Value>,
+    expect: Expect,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRequest {
+    method: String,
+    path: String,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    body: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Expect {
+    /// `allow`
+    Word(String),
+    /// `{deny: reason}`
+    Deny { deny: String },
+}
+
+/// One case's verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseResult {
+    pub name: String,
+    pub expected: String,
+    pub got: String,
+}
+
+impl CaseResult {
+    pub fn passed(&self) -> bool {
+        self.expected == self.got
+    }
+}
+
+/// Runs every case of one `*_test.yaml` file.
+pub fn run_file(file: &Path) -> Result<Vec<CaseResult>, Vec<InvalidConfig>> {
+    let src = std::fs::read_to_string(file)
+        .map_err(|e| vec![InvalidConfig::new(file, "", format!("cannot read: {e}"))])?;
+    let raw: RawTestFile = parse_yaml(file, &src).map_err(|e| vec![e])?;
+    let policies = PolicySet::load(&[resolve(file, &raw.policy)])?;
+    let public_url = raw.public_url.as_deref().unwrap_or(PUBLIC_URL);
+    let mut results = Vec::with_capacity(raw.cases.len());
+    for (i, case) in raw.cases.into_iter().enumerate() {
+        let field = format!("cases[{i}] ({})", case.name);
+        let expected = match &case.expect {
+            Expect::Word(w) if w == "allow" => "allow".to_owned(),
+            Expect::Deny { deny } if DenyReason::parse(deny).is_some() => format!("deny {deny}"),
+            _ => {
+                return Err(vec![InvalidConfig::new(
+                    file,
+                    format!("{field}.expect"),
+                    "must be `allow` or `{deny: <reason code>}`",
+                )]);
+            }
+        };
+        let got = match run_case(&policies, &case, public_url) {
+            Decision::Allow(_) => "allow".to_owned(),
+            Decision::Deny(r) => format!("deny {r}"),
+        };
+        results.push(CaseResult {
+            name: case.name,
+            expected,
+            got,
+        });
+    }
+    Ok(results)
+}
+
+fn run_case(policies: &PolicySet, case: &RawCase, public_url: &str) -> Decision {
+    let deny = Decision::Deny;
+    let req = &case.request;
+    let Ok(method) = Method::from_bytes(req.method.as_bytes()) else {
+        return deny(DenyReason::RequestMalformed);
+    };
+    let (raw_path, query) = match req.path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (req.path.as_str(), None),
+    };
+    let Ok(norm) = path::normalize(raw_path) else {
+        return deny(DenyReason::RequestMalformed);
+    };
+    if query.is_some_and(path::query_has_access_token) {
+        return deny(DenyReason::RequestMalformed);
+    }
+    let Some(m) = policies.lookup(&method, &norm) else {
+        return deny(DenyReason::RouteNotFound);
+    };
+    let route = m.route;
+    let now = Clock::system().now_unix();
+    let token = match &case.token {
+        None => None,
+        Some(claims) => match token_from(claims, route.audiences.as_deref(), now) {
+            Ok(t) => Some(t),
+            Err(r) => return deny(r),
+        },
+    };
+    // The fixture's binding is taken as proven (see the module docs).
+    let cert: Option<[u8; 32]> = token.as_ref().and_then(|t| {
+        let x5t = t.cnf.x5t_s256.as_deref()?;
+        let mut out = [0u8; 32];
+        (URL_SAFE_NO_PAD.decode_slice(x5t, &mut out) == Ok(32)).then_some(out)
+    });
+    let jkt = token.as_ref().and_then(|t| t.cnf.jkt.clone());
+    let mut facts = Facts {
+        now,
+        scheme: if jkt.is_some() {
+            AuthScheme::Dpop
+        } else {
+            AuthScheme::Bearer
+        },
+        token: token
+            .as_ref()
+            .map_or(TokenFact::Missing, TokenFact::Verified),
+        dpop: jkt
+            .as_deref()
+            .map_or(DpopFact::Absent, |jkt| DpopFact::Verified { jkt }),
+        client_cert_sha256: cert.as_ref(),
+        consent: Ok(()),
+        consent_purpose: None,
+    };
+    let first = decide::decide(&facts, route);
+    let (Some(rule), Some(t)) = (&route.consent, &token) else {
+        return first;
+    };
+    if decide::settled_before_consent(first) {
+        return first;
+    }
+    let outcome = consent(rule, t, case, &m.params, query, public_url, now);
+    facts.consent = outcome.result;
+    facts.consent_purpose = outcome.purpose.as_deref();
+    decide::decide(&facts, route)
+}
+
+/// The consent verdict with the case's consent records standing in for the consent service.
+fn consent(
+    rule: &ConsentRule,
+    token: &VerifiedToken,
+    case: &RawCase,
+    params: &matchit::Params<'_, '_>,
+    query: Option<&str>,
+    public_url: &str,
+    now: i64,
+) -> ConsentOutcome {
+    let mut headers = HeaderMap::new();
+    for (k, v) in &case.request.headers {
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            headers.append(k, v);
+        }
+    }
+    let decoded: Vec<(&str, String)> = params
+        .iter()
+        .map(|(k, v)| (k, path::decode_param(v).into_owned()))
+        .collect();
+    let ctx = ConsentContext {
+        client_id: &token.client_id,
+        subject: &token.sub,
+        params: &decoded,
+        query,
+        public_origin: public_url,
+        now,
+        body: case.request.body.as_ref(),
+    };
+    let record = match rule {
+        ConsentRule::Rar(_) => None,
+        ConsentRule::Record(r) => {
+            let id = match r.consent_id(&token.extra, &headers) {
+                Ok(id) => id,
+                Err(reason) => return ConsentOutcome::deny(reason),
+            };
+            let rec = case.consents.get(id).map(|v| {
+                serde_json::to_vec(v)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| ConsentRecord::from_json(&b))
+            });
+            match rec {
+                None => None,
+                Some(Ok(rec)) => Some((id, rec)),
+                // A record the consent service could not have served: the proxy fails closed.
+                Some(Err(_)) => return ConsentOutcome::deny(DenyReason::DependencyUnavailable),
+            }
+        }
+    };
+    judge(
+        rule,
+        &token.extra,
+        &ctx,
+        record.as_ref().map(|(id, r)| (*id, r)),
+    )
+}
+
+/// A verified token from fixture claims; the RFC 9068 claims a fixture leaves out get harmless
+/// defaults (valid now, this route's audience).
+fn token_from(
+    claims: &Map<String, Value>,
+    audiences: Option<&[String]>,
+    now: i64,
+) -> Result<VerifiedToken, DenyReason> {
+    let audience = audiences
+        .and_then(<[String]>::first)
+        .map_or(TEST_ISSUER, String::as_str);
+    let mut c = claims.clone();
+    // `cnf: {x5t#S256: any}`: some certificate, the one the connection presents.
+    if let Some(cnf) = c.get_mut("cnf").and_then(Value::as_object_mut)
+        && cnf.get("x5t#S256").and_then(Value::as_str) == Some("any")
+    {
+        cnf.insert("x5t#S256".into(), json!(URL_SAFE_NO_PAD.encode([0u8; 32])));
+    }
+    for (k, v) in [
+        ("iss", json!(TEST_ISSUER)),
+        ("aud", json!(audience)),
+        ("iat", json!(now)),
+        ("exp", json!(now + 300)),
+        ("jti", json!("policy-test")),
+        ("sub", json!("policy-test-subject")),
+        ("client_id", json!("policy-test-client")),
+    ] {
+        c.entry(k).or_insert(v);
+    }
+    let issuer = Arc::new(IssuerSettings {
+        issuer: TEST_ISSUER.to_owned(),
+        keys: KeySource::File(PathBuf::new()),
+        algorithms: Vec::new(),
+        audiences: vec![TEST_ISSUER.to_owned()],
+        max_token_lifetime: Duration::from_secs(3600),
+        clock_skew: Duration::from_secs(10),
+        jwks_refresh: Duration::from_secs(300),
+        jwks_min_refetch: Duration::from_secs(10),
+        purpose_claim: crate::purpose::DEFAULT_CLAIM.to_owned(),
+    });
+    VerifiedToken::from_claims(issuer, [0; 32], c)
+}
+
+/// `*_test.yaml` / `*_test.yml` files under `paths` (files or directories), sorted.
+pub fn test_files(paths: &[PathBuf]) -> Vec<PathBuf> {
+    let is_test = |p: &Path| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.ends_with("_test.yaml") || n.ends_with("_test.yml"))
+    };
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            if let Ok(rd) = std::fs::read_dir(p) {
+                files.extend(
+                    rd.filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|f| is_test(f)),
+                );
+            }
+        } else {
+            files.push(p.clone());
+        }
+    }
+    files.sort();
+    files
+}
