@@ -104,6 +104,14 @@ pub fn decode_param(segment: &str) -> Cow<'_, str> {
     percent_decode_str(segment).decode_utf8_lossy()
 }
 
+/// Every matched path parameter, decoded: what consent rules compare with account ids.
+pub fn decode_params<'a>(params: &matchit::Params<'a, '_>) -> Vec<(&'a str, String)> {
+    params
+        .iter()
+        .map(|(k, v)| (k, decode_param(v).into_owned()))
+        .collect()
+}
+
 fn check_segments(path: &str) -> Result<(), AmbiguousPath> {
     // The leading '/' yields an empty first segment; the last one may be empty (trailing slash).
     let mut segments = path[1..].split('/').peekable();

@@ -205,10 +205,7 @@ fn consent(
             headers.append(k, v);
         }
     }
-    let decoded: Vec<(&str, String)> = params
-        .iter()
-        .map(|(k, v)| (k, path::decode_param(v).into_owned()))
-        .collect();
+    let decoded = path::decode_params(params);
     let ctx = ConsentContext {
         client_id: &token.client_id,
         subject: &token.sub,

@@ -34,10 +34,7 @@ impl Guard {
         } else {
             None
         };
-        let decoded: Vec<(&str, String)> = params
-            .iter()
-            .map(|(k, v)| (k, path::decode_param(v).into_owned()))
-            .collect();
+        let decoded = path::decode_params(params);
         let ctx = ConsentContext {
             client_id: &token.client_id,
             subject: &token.sub,

@@ -19,6 +19,8 @@ use tokio::sync::Mutex;
 use crate::config::{IssuerSettings, KeySource};
 use crate::http_client::{FetchError, HttpsClient};
 use crate::metrics::Metrics;
+use crate::reason::DenyReason;
+use crate::token::TokenFailure;
 
 /// Most keys a JWKS may hold; more is treated as hostile.
 const MAX_KEYS: usize = 64;
@@ -99,6 +101,27 @@ impl JwksStore {
 
     pub fn has_keys(&self) -> bool {
         self.current.load().is_some()
+    }
+
+    /// Verifies a compact JWS signature (`s64` over `signing_input`) with a key of this issuer
+    /// that fits `kid` and `alg`. Keys never loaded → `KeysUnavailable` (fail closed, 503); no
+    /// fitting key or a bad signature → `token_signature_invalid`.
+    pub async fn verify_signature(
+        &self,
+        kid: Option<&str>,
+        alg: Algorithm,
+        signing_input: &[u8],
+        s64: &str,
+    ) -> Result<(), TokenFailure> {
+        let invalid = TokenFailure::Deny(DenyReason::TokenSignatureInvalid);
+        let keys = self.keys_for(kid, alg).await.map_err(|e| match e {
+            KeyLookupError::Unavailable => TokenFailure::KeysUnavailable,
+            KeyLookupError::NoMatchingKey => invalid,
+        })?;
+        let ok = keys.iter().any(|k| {
+            jsonwebtoken::crypto::verify(s64, signing_input, &k.decoding, alg).unwrap_or(false)
+        });
+        if ok { Ok(()) } else { Err(invalid) }
     }
 
     /// The keys that may verify a token with this `kid` and `alg`. An unknown `kid` triggers

@@ -4,7 +4,6 @@ use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 
 use super::claims::RawClaims;
-use super::jwks::KeyLookupError;
 use super::{TokenDigest, TokenFailure, TokenVerifier, VerifiedToken, jws};
 use crate::config::raw_alg;
 use crate::reason::DenyReason;
@@ -49,21 +48,11 @@ pub(super) async fn verify(
         .filter(|a| issuer.settings.algorithms.contains(a))
         .ok_or(deny(DenyReason::TokenAlgorithmRejected))?;
 
-    let keys = issuer
-        .keys
-        .keys_for(header.kid.as_deref(), alg)
-        .await
-        .map_err(|e| match e {
-            KeyLookupError::Unavailable => TokenFailure::KeysUnavailable,
-            KeyLookupError::NoMatchingKey => deny(DenyReason::TokenSignatureInvalid),
-        })?;
     let signing_input = &token.as_bytes()[..h64.len() + 1 + p64.len()];
-    let ok = keys.iter().any(|k| {
-        jsonwebtoken::crypto::verify(s64, signing_input, &k.decoding, alg).unwrap_or(false)
-    });
-    if !ok {
-        return Err(deny(DenyReason::TokenSignatureInvalid));
-    }
+    issuer
+        .keys
+        .verify_signature(header.kid.as_deref(), alg, signing_input, s64)
+        .await?;
     claims
         .into_verified(issuer.settings.clone(), digest)
         .map_err(deny)

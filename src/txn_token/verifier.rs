@@ -14,7 +14,7 @@ use crate::http_client::HttpsClient;
 use crate::metrics::Metrics;
 use crate::reason::DenyReason;
 use crate::token::TokenFailure;
-use crate::token::jwks::{self, JwksStore, KeyLookupError};
+use crate::token::jwks::{self, JwksStore};
 use crate::token::jws;
 
 /// Verifies Txn-Tokens against one trusted issuer's JWKS (fetched, cached and rotated by the
@@ -90,17 +90,10 @@ impl TxnTokenVerifier {
             Some(Value::String(k)) => Some(k.as_str()),
             Some(_) => return Err(malformed),
         };
-        let keys = self.keys.keys_for(kid, alg).await.map_err(|e| match e {
-            KeyLookupError::Unavailable => TokenFailure::KeysUnavailable,
-            KeyLookupError::NoMatchingKey => deny(DenyReason::TokenSignatureInvalid),
-        })?;
         let signing_input = &token.as_bytes()[..h64.len() + 1 + p64.len()];
-        let ok = keys.iter().any(|k| {
-            jsonwebtoken::crypto::verify(s64, signing_input, &k.decoding, alg).unwrap_or(false)
-        });
-        if !ok {
-            return Err(deny(DenyReason::TokenSignatureInvalid));
-        }
+        self.keys
+            .verify_signature(kid, alg, signing_input, s64)
+            .await?;
         self.check_claims(claims, token, now).map_err(deny)
     }
 
