@@ -371,6 +371,7 @@ impl Guard {
                 {
                     rp.headers.insert("dpop-nonce", v);
                 }
+                let rb = forward::WatchedBody::new(rb, self.metrics.clone(), iid);
                 let mut resp = Response::from_parts(rp, rb.boxed());
                 response::set_interaction_id(&mut resp, iid);
                 resp

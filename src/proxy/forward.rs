@@ -1,15 +1,21 @@
 //! Forwarding an allowed request to the upstream over a pooled keep-alive client, streaming
 //! bodies both ways.
 
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{Request, Response, Uri, Version};
+use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use crate::config::UpstreamSettings;
+use crate::metrics::Metrics;
 use crate::response::Body;
 
 /// Why the upstream did not answer. The decision was already made; these end in 502/504.
@@ -84,5 +90,51 @@ impl Upstream {
             Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Connect),
             Ok(Err(_)) => Err(UpstreamError::Protocol),
         }
+    }
+}
+
+/// The upstream's response body, passed through frame by frame. A failure mid-body (the API
+/// reset or closed the connection before the announced length) cannot change the status already
+/// sent: it is counted (`fapi_guard_upstream_errors_total{kind="body"}`) and logged, and the
+/// error propagates so the client's connection is aborted rather than ended as if complete.
+pub struct WatchedBody {
+    inner: Incoming,
+    metrics: Arc<Metrics>,
+    interaction_id: String,
+}
+
+impl WatchedBody {
+    pub fn new(inner: Incoming, metrics: Arc<Metrics>, interaction_id: &str) -> Self {
+        Self {
+            inner,
+            metrics,
+            interaction_id: interaction_id.to_owned(),
+        }
+    }
+}
+
+impl http_body::Body for WatchedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Err(e))) = &polled {
+            this.metrics.upstream_error("body");
+            tracing::warn!(interaction_id = %this.interaction_id, error = %e, "upstream body failed");
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

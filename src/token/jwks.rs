@@ -170,8 +170,11 @@ impl JwksStore {
         if last.is_some_and(|t| t.elapsed() < self.settings.jwks_min_refetch) {
             return;
         }
-        *last = Some(Instant::now());
         let _ = self.refresh_now().await;
+        // Measured from the end of the attempt: requests that queued behind this fetch (a slow
+        // issuer takes up to FETCH_TIMEOUT) take its result instead of fetching again one by
+        // one, which made the k-th of them wait k fetch timeouts.
+        *last = Some(Instant::now());
     }
 
     /// Fetches and installs the key set. On failure the previous set stays in place.
@@ -210,8 +213,8 @@ pub fn spawn_refresh(store: Arc<JwksStore>) {
         loop {
             {
                 let mut last = store.last_attempt.lock().await;
-                *last = Some(Instant::now());
                 let _ = store.refresh_now().await;
+                *last = Some(Instant::now());
             }
             let wait = if store.has_keys() {
                 store.settings.jwks_refresh
@@ -238,6 +241,15 @@ fn parse_jwks(v: &Value) -> Result<KeySet, FetchError> {
         if k.get("use")
             .and_then(Value::as_str)
             .is_some_and(|u| u != "sig")
+        {
+            continue;
+        }
+        // jsonwebtoken's `from_jwk` only base64-decodes the members: check the material itself
+        // (EC points on their curve, Ed25519 lengths, RSA 2048..=8192 bits), so an issuer that
+        // answers garbage keys fails the refresh and the last good set stays, instead of being
+        // replaced by keys that verify nothing.
+        if k.as_object()
+            .is_none_or(|o| crate::jwk::PublicJwk::from_json(o).is_err())
         {
             continue;
         }
@@ -312,6 +324,26 @@ mod tests {
         assert!(parse_jwks(&json!({"nope": 1})).is_err());
         let only_oct = json!({"keys": [{"kty": "oct", "k": "c2VjcmV0"}]});
         assert!(parse_jwks(&only_oct).is_err());
+    }
+
+    #[test]
+    fn keys_with_bad_material_are_not_usable() {
+        let off_curve = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE";
+        let v = json!({"keys": [
+            {"kty": "EC", "crv": "P-256", "x": off_curve, "y": off_curve, "kid": "off-curve"},
+            {"kty": "EC", "crv": "P-256", "x": "AQAB", "y": EC_Y, "kid": "short"},
+            {"kty": "RSA", "n": "AQAB", "e": "AQAB", "kid": "tiny-rsa"},
+            {"kty": "OKP", "crv": "Ed25519", "x": "AQAB", "kid": "short-ed"}
+        ]});
+        assert!(parse_jwks(&v).is_err(), "no usable key among garbage");
+        let mut mixed = v.clone();
+        mixed["keys"]
+            .as_array_mut()
+            .expect("array")
+            .push(json!({"kty": "EC", "crv": "P-256", "x": EC, "y": EC_Y, "kid": "good"}));
+        let set = parse_jwks(&mixed).expect("the good key");
+        assert_eq!(set.all.len(), 1);
+        assert!(set.by_kid.contains_key("good"));
     }
 
     #[test]

@@ -459,4 +459,6 @@ pub async fn get(url: &str, headers: &[(&str, &str)]) -> Reply {
     send(b.body(Full::new(Bytes::new())).expect("req")).await
 }
 
+pub mod fault;
 pub mod pki;
+pub mod process;
