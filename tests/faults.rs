@@ -225,12 +225,12 @@ async fn issuer_jwks_down_slow_or_garbage_fails_closed_and_recovers() {
     // Slow at start (longer than the 5 s fetch timeout): still 503, bounded by that timeout.
     let log_from = p.stderr().len();
     jwks.set_body(good.clone());
-    jwks.set(Fault::Slow(Duration::from_secs(8)));
+    jwks.set(Fault::Slow(Duration::from_secs(9)));
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let started = Instant::now();
     assert_503(&call(&p, "/accounts", &auth).await, "slow issuer at start");
     assert!(
-        started.elapsed() < Duration::from_millis(6500),
+        started.elapsed() < Duration::from_millis(7500),
         "answered in {:?}",
         started.elapsed()
     );
@@ -288,7 +288,7 @@ async fn issuer_jwks_down_slow_or_garbage_fails_closed_and_recovers() {
         let r = call(&p, "/accounts", &t).await;
         assert_eq!(r.status, 200, "issuer {what} later: {:?}", r.body);
         assert!(
-            started.elapsed() < Duration::from_secs(1),
+            started.elapsed() < Duration::from_secs(2),
             "issuer {what} later: a known key waited {:?}",
             started.elapsed()
         );
@@ -361,7 +361,7 @@ async fn consent_service_down_slow_5xx_or_garbage_fails_closed_and_recovers() {
         ("down", Fault::Serve, "", "consent service call failed"),
         (
             "slow",
-            Fault::Slow(Duration::from_secs(2)),
+            Fault::Slow(Duration::from_secs(5)),
             "",
             "consent service call failed",
         ),
@@ -414,7 +414,7 @@ async fn consent_service_down_slow_5xx_or_garbage_fails_closed_and_recovers() {
         let started = Instant::now();
         assert_503(&read().await, what);
         assert!(
-            started.elapsed() < Duration::from_secs(1),
+            started.elapsed() < Duration::from_secs(2),
             "consent {what}: answered in {:?}",
             started.elapsed()
         );
