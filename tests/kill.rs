@@ -102,7 +102,13 @@ async fn kill_9_mid_load_loses_no_decision_record() {
             }
         }));
     }
+    // Kill once real load has reached the upstream (at least 600 ms, and at least 21 forwards,
+    // however slow a loaded machine is), so the test checks a kill in the middle of traffic.
+    let started = std::time::Instant::now();
     tokio::time::sleep(Duration::from_millis(600)).await;
+    while echo.count() <= 20 && started.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     child.kill().expect("kill -9"); // SIGKILL on Unix: no drain, no flush
     let _ = child.wait();
     tokio::time::sleep(Duration::from_millis(100)).await;
