@@ -76,7 +76,7 @@ fn spawn_reopen_on_hup(guard: Arc<Guard>) {
     let _ = guard;
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
