@@ -133,7 +133,7 @@ fn restricted_violations(pod: &Value, which: &dyn Fn(&Value) -> bool) -> Vec<Str
     let spec = &pod["spec"];
     for host in ["hostNetwork", "hostPID", "hostIPC"] {
         if spec[host] == Value::Bool(true) {
-            v.push(format!("{host}"));
+            v.push(host.to_owned());
         }
     }
     for vol in spec["volumes"].as_sequence().into_iter().flatten() {
