@@ -180,8 +180,9 @@ fn inject_document(
         Some(name) => format!("{at} ({kind} {name})"),
         None => format!("{at} ({kind})"),
     };
-    if kind == "List" || kind.ends_with("List") && api_version == "v1" && map.contains_key("items")
-    {
+    // `List` and typed lists (`DeploymentList`, as some tools write them): a list we let through
+    // unread could hide a workload.
+    if kind == "List" || (kind.ends_with("List") && map.contains_key("items")) {
         let Some(items) = map.get_mut("items").and_then(Value::as_sequence_mut) else {
             return Err(InjectError::refused(&at, "items: expected a list"));
         };

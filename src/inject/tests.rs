@@ -77,6 +77,17 @@ fn refusals_name_the_document_and_cause() {
 }
 
 #[test]
+fn typed_lists_are_injected_too() {
+    let input = "apiVersion: apps/v1\nkind: DeploymentList\nitems:\n- apiVersion: apps/v1\n  kind: Deployment\n  metadata: {name: d}\n  spec: {template: {spec: {containers: [{name: a, image: a}]}}}\n";
+    let out = inject_yaml(input, &InjectOptions::default()).expect("inject");
+    let v: Value = serde_yaml::from_str(&out.yaml).expect("yaml");
+    assert_eq!(
+        v["items"][0]["spec"]["template"]["spec"]["initContainers"][0]["name"],
+        "fapi-guard"
+    );
+}
+
+#[test]
 fn object_names_follow_rfc_1123() {
     for (name, ok) in [
         ("a", true),
