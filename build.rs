@@ -13,6 +13,10 @@ const OPTIONAL: &[(&str, &str)] = &[
         "fapi_guard_test_redis_server",
     ),
     ("FAPI_GUARD_TEST_KUBECTL", "fapi_guard_test_kubectl"),
+    (
+        "FAPI_GUARD_TEST_K8S_VALIDATE",
+        "fapi_guard_test_k8s_validate",
+    ),
     ("FAPI_GUARD_TEST_CHROMIUM", "fapi_guard_test_chromium"),
     ("FAPI_GUARD_TEST_NODE", "fapi_guard_test_node"),
     ("FAPI_GUARD_TEST_SOAK", "fapi_guard_test_soak"),

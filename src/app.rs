@@ -50,17 +50,28 @@ pub async fn run(config_file: &Path) -> Result<(), AppError> {
     let _watcher = reload::watch(guard.clone(), guard.config().policy_paths.clone())
         .map_err(|e| tracing::warn!(error = %e, "policy watch unavailable; reload needs a restart"))
         .ok();
-    spawn_reopen_on_hup(guard.clone());
+    spawn_on_hup(guard.clone());
     shutdown_signal().await;
-    tracing::info!("shutdown requested; draining");
+    // Kubernetes removes a terminating pod from its endpoints, but kube-proxy, ingresses and
+    // load balancers learn it late: keep serving (readiness false) for drain_delay first.
+    let drain_delay = guard.config().listen.drain_delay;
+    tracing::info!(
+        drain_delay_ms = u64::try_from(drain_delay.as_millis()).unwrap_or(u64::MAX),
+        "shutdown requested; readiness off, still accepting during drain_delay"
+    );
+    guard.set_draining();
+    tokio::time::sleep(drain_delay).await;
+    tracing::info!("drain_delay over; no new connections, finishing in-flight requests");
     running.shutdown(grace).await;
     // Everything forwarded has its records queued; flush them before exiting.
     let _ = tokio::time::timeout(grace, guard.audit().clone().shutdown()).await;
+    tracing::info!("stopped");
     Ok(())
 }
 
-/// SIGHUP: reopen the audit file (after an external logrotate moved it).
-fn spawn_reopen_on_hup(guard: Arc<Guard>) {
+/// SIGHUP: reopen the audit file (after an external logrotate moved it) and reload the
+/// policies.
+fn spawn_on_hup(guard: Arc<Guard>) {
     #[cfg(unix)]
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
@@ -68,15 +79,16 @@ fn spawn_reopen_on_hup(guard: Arc<Guard>) {
             return;
         };
         while hup.recv().await.is_some() {
-            tracing::info!("SIGHUP: reopening the audit file");
+            tracing::info!("SIGHUP: reopening the audit file, reloading the policies");
             guard.audit().reopen().await;
+            reload::reload_off_hot_path(&guard).await;
         }
     });
     #[cfg(not(unix))]
     let _ = guard;
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -41,8 +41,71 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Add the sidecar to Kubernetes manifests (multi-document YAML, stdin or -f) → stdout.
+    Inject(InjectArgs),
+    /// Mutating admission webhook injecting the sidecar into pods (AdmissionReview v1 over TLS).
+    Webhook(WebhookArgs),
     /// Print the version.
     Version,
+}
+
+/// Defaults for `inject` and `webhook`; a workload's `fapi-guard.io/*` annotations win.
+#[derive(Debug, clap::Args)]
+pub struct InjectFlags {
+    /// ConfigMap holding config.yaml (annotation fapi-guard.io/config).
+    #[arg(long, default_value = "fapi-guard-config")]
+    pub config_map: String,
+    /// ConfigMap holding the policy files (annotation fapi-guard.io/policies).
+    #[arg(long, default_value = "fapi-guard-policies")]
+    pub policies: String,
+    /// TLS Secret of the proxy listener (annotation fapi-guard.io/tls-secret).
+    #[arg(long, default_value = "fapi-guard-tls")]
+    pub tls_secret: String,
+    /// Sidecar image (annotation fapi-guard.io/image).
+    #[arg(long, default_value = crate::inject::DEFAULT_IMAGE)]
+    pub image: String,
+    /// Port the API listens on, on localhost (annotation fapi-guard.io/upstream-port); default:
+    /// the pod's single declared port.
+    #[arg(long)]
+    pub upstream_port: Option<u16>,
+    /// A regular container instead of a native sidecar (clusters before Kubernetes 1.29).
+    #[arg(long)]
+    pub classic: bool,
+}
+
+impl InjectFlags {
+    pub fn options(&self) -> crate::inject::InjectOptions {
+        crate::inject::InjectOptions {
+            image: self.image.clone(),
+            config_map: self.config_map.clone(),
+            policies_config_map: self.policies.clone(),
+            tls_secret: self.tls_secret.clone(),
+            upstream_port: self.upstream_port,
+            classic: self.classic,
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InjectArgs {
+    /// Input file; `-` or absent: standard input.
+    #[arg(short = 'f', long = "filename")]
+    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub flags: InjectFlags,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WebhookArgs {
+    #[arg(long, default_value = "0.0.0.0:8443")]
+    pub address: std::net::SocketAddr,
+    /// PEM certificate (chain) presented to the API server; re-read when it changes.
+    #[arg(long)]
+    pub cert_file: PathBuf,
+    #[arg(long)]
+    pub key_file: PathBuf,
+    #[command(flatten)]
+    pub flags: InjectFlags,
 }
 
 #[derive(Debug, Subcommand)]
@@ -99,6 +162,18 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify { files },
         } => ExitCode::from(u8::try_from(crate::audit::run_cli(&files)).unwrap_or(2)),
+        Command::Inject(args) => {
+            crate::inject::run_cli(args.file.as_deref(), &args.flags.options())
+        }
+        Command::Webhook(args) => block_on(async move {
+            match crate::webhook::run(&args).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("fapi-guard webhook: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }),
         Command::Version => {
             println!("fapi-guard {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS

@@ -125,6 +125,8 @@ pub struct ListenSettings {
     /// The origin clients use: scheme, lower-case host, port only when not the default.
     pub public_url: String,
     pub public_scheme: &'static str,
+    /// SIGTERM → readiness false, keep serving this long, then stop accepting and drain.
+    pub drain_delay: Duration,
     pub limits: Limits,
     pub forwarded_client_cert: Option<ForwardedCertSettings>,
     /// TLS on this listener; absent: plain HTTP behind a trusted TLS terminator.

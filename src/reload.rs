@@ -36,9 +36,7 @@ pub fn reload_now(guard: &Guard, paths: &[PathBuf]) -> Reload {
             if let Err(e) = guard.replace_policies(set) {
                 tracing::error!(error = %e, "policy reload rejected; keeping the running policy");
                 guard.metrics().policy_reload(false);
-                guard
-                    .audit()
-                    .record_detached(AuditRecord::policy_reload_failed(&e));
+                guard.audit().record_detached(failed(guard, &e));
                 return Reload::Rejected { errors: vec![e] };
             }
             guard.metrics().policy_reload(true);
@@ -56,10 +54,27 @@ pub fn reload_now(guard: &Guard, paths: &[PathBuf]) -> Reload {
             guard.metrics().policy_reload(false);
             guard
                 .audit()
-                .record_detached(AuditRecord::policy_reload_failed(errors.join("; ")));
+                .record_detached(failed(guard, &errors.join("; ")));
             Reload::Rejected { errors }
         }
     }
+}
+
+/// A failed reload's record names the revision that stays in force.
+fn failed(guard: &Guard, error: &str) -> AuditRecord {
+    let mut r = AuditRecord::policy_reload_failed(error);
+    r.policy_revision = Some(guard.policies().revision().to_owned());
+    r
+}
+
+/// Reloads on a blocking thread: reading and compiling the files never runs on the runtime
+/// threads that serve requests, and the swap is one atomic pointer store.
+pub async fn reload_off_hot_path(guard: &Arc<Guard>) -> Option<Reload> {
+    let g = guard.clone();
+    let paths = guard.config().policy_paths.clone();
+    tokio::task::spawn_blocking(move || reload_now(&g, &paths))
+        .await
+        .ok()
 }
 
 /// Watches the policy paths; returns the watcher, which must be kept alive.
@@ -69,7 +84,9 @@ pub fn watch(
 ) -> Result<notify::RecommendedWatcher, notify::Error> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-        if ev.is_ok() {
+        // Reading the directory during a reload is itself an (access) event: counting it would
+        // reload again, forever.
+        if ev.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
             let _ = tx.send(());
         }
     })?;
@@ -86,7 +103,9 @@ pub fn watch(
         while rx.recv().await.is_some() {
             tokio::time::sleep(DEBOUNCE).await;
             while rx.try_recv().is_ok() {}
-            reload_now(&guard, &paths);
+            let g = guard.clone();
+            let p = paths.clone();
+            let _ = tokio::task::spawn_blocking(move || reload_now(&g, &p)).await;
         }
     });
     Ok(watcher)

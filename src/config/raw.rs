@@ -55,6 +55,10 @@ pub struct RawListen {
     pub forwarded_client_cert: Option<RawForwardedCert>,
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// After SIGTERM: readiness is false but the listener keeps accepting this long, while
+    /// endpoint removal propagates to kube-proxy and load balancers.
+    #[serde(default = "five_seconds")]
+    pub drain_delay: HumanDuration,
 }
 
 #[derive(Debug, Deserialize)]
@@ -163,6 +167,9 @@ fn default_admin() -> SocketAddr {
 }
 fn default_algorithms() -> Vec<String> {
     ["PS256", "ES256", "EdDSA"].map(String::from).to_vec()
+}
+fn five_seconds() -> HumanDuration {
+    HumanDuration(Duration::from_secs(5))
 }
 fn one_second() -> HumanDuration {
     HumanDuration(Duration::from_secs(1))
@@ -305,6 +312,7 @@ impl RawListen {
             address: self.address,
             public_url,
             public_scheme,
+            drain_delay: self.drain_delay.0,
             limits: Limits {
                 max_header_bytes: l.max_header_bytes,
                 max_body_bytes: l.max_body_bytes,
