@@ -126,14 +126,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Lingering<S> {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::{TcpListener, TcpStream};
 
-    /// The server answers and closes while the client is still sending: the client reads the
-    /// whole answer (no reset), and the server's shutdown returns once the client closes.
-    #[tokio::test]
-    async fn client_reads_the_answer_while_still_sending() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
+    /// A server that reads 16 bytes, answers and closes, while the client sends `body` bytes
+    /// and then reads. Small socket buffers make the kernel's behaviour deterministic: closing
+    /// with unread input resets the connection and the client's write or read fails.
+    async fn early_answer(linger: bool, body: usize) -> std::io::Result<Vec<u8>> {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.set_recv_buffer_size(4096)?;
+        socket.bind("127.0.0.1:0".parse().expect("addr"))?;
+        let listener = socket.listen(8)?;
+        let addr = listener.local_addr()?;
         let server = tokio::spawn(async move {
             let (s, _) = listener.accept().await.expect("accept");
             let mut s = Lingering::new(s);
@@ -141,17 +143,34 @@ mod tests {
             s.read_exact(&mut first).await.expect("read");
             s.write_all(b"answer").await.expect("write");
             let t = Instant::now();
-            s.shutdown().await.expect("shutdown");
+            if linger {
+                s.shutdown().await.expect("shutdown");
+            }
+            drop(s);
             t.elapsed()
         });
-        let mut c = TcpStream::connect(addr).await.expect("connect");
-        // More than the server reads: without lingering, this unread data causes a reset.
-        c.write_all(&[b'x'; 256 * 1024]).await.expect("send");
+        let c = tokio::net::TcpSocket::new_v4()?;
+        c.set_send_buffer_size(4096)?;
+        let mut c = c.connect(addr).await?;
+        c.write_all(&vec![b'x'; body]).await?;
         let mut got = Vec::new();
-        c.read_to_end(&mut got).await.expect("no reset");
-        assert_eq!(got, b"answer");
+        c.read_to_end(&mut got).await?;
         drop(c);
         let lingered = server.await.expect("server");
         assert!(lingered < LINGER_TIME, "{lingered:?}");
+        Ok(got)
+    }
+
+    /// The client reads the whole answer (no reset) although it was still sending, and the
+    /// server's shutdown returns once the client closes. Without lingering the same exchange
+    /// fails (the control case, so this test can tell the difference).
+    #[tokio::test]
+    async fn client_reads_the_answer_while_still_sending() {
+        let body = 2 * 1024 * 1024;
+        assert_eq!(early_answer(true, body).await.expect("no reset"), b"answer");
+        assert!(
+            early_answer(false, body).await.is_err(),
+            "control: closing with unread input must reset"
+        );
     }
 }

@@ -460,3 +460,4 @@ pub async fn get(url: &str, headers: &[(&str, &str)]) -> Reply {
 }
 
 pub mod pki;
+pub mod raw;
