@@ -38,7 +38,10 @@ async fn every_encoding_trick_is_refused_or_forwarded_as_matched() {
     let cases: &[(&str, Option<&str>)] = &[
         ("/public", Some("/public")),
         ("/%70ublic", Some("/public")),
-        ("/public?x=%2F..%2Faccounts%2F1", Some("/public?x=%2F..%2Faccounts%2F1")),
+        (
+            "/public?x=%2F..%2Faccounts%2F1",
+            Some("/public?x=%2F..%2Faccounts%2F1"),
+        ),
         ("/accounts/1", None),
         ("/public/../accounts/1", None),
         ("/public/%2e%2e/accounts/1", None),
@@ -132,11 +135,17 @@ async fn every_encoding_trick_is_refused_or_forwarded_as_matched() {
             .map(|s| s.uri.clone())
             .collect();
         match want {
-            Some(p) => assert_eq!((got.statuses(), seen), (vec![200], vec![p.to_owned()]), "{target}"),
+            Some(p) => assert_eq!(
+                (got.statuses(), seen),
+                (vec![200], vec![p.to_owned()]),
+                "{target}"
+            ),
             None => {
                 assert!(seen.is_empty(), "{target}: upstream saw {seen:?}");
                 assert!(
-                    got.statuses().first().is_some_and(|s| (400..500).contains(s)),
+                    got.statuses()
+                        .first()
+                        .is_some_and(|s| (400..500).contains(s)),
                     "{target}: {:?}",
                     got.statuses()
                 );
