@@ -215,3 +215,25 @@ async fn strip_headers_is_configurable() {
     assert!(!seen.headers.contains_key("x-original-url"));
     assert_eq!(values(&seen, "x-keep"), ["1"]);
 }
+
+#[test]
+fn strip_headers_names_are_checked_at_load() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("config.yaml");
+    let yaml = "\
+listen:
+  public_url: https://api.test.example
+upstream:
+  url: http://127.0.0.1:8080
+  strip_headers: [x-debug, \"bad name\"]
+issuers:
+  - issuer: https://as.test.example
+    jwks_file: jwks.json
+    audiences: [https://api.test.example]
+policies: [policy.yaml]
+";
+    let err = fapi_guard::config::Config::from_yaml(&file, yaml)
+        .expect_err("an invalid header name is refused")
+        .to_string();
+    assert!(err.contains("upstream.strip_headers[1]"), "{err}");
+}
