@@ -2,6 +2,7 @@
 //! (token from cache or JWKS, DPoP proof, client certificate), calls the pure `decide`, writes the
 //! audit record, then forwards or answers with the spec's denial.
 
+mod client_body;
 mod consent;
 pub mod credentials;
 mod evaluate;
@@ -370,6 +371,7 @@ impl Guard {
             },
         );
         parts.uri = uri;
+        let (body, client_body_failed) = client_body::watch(body);
         let sent = self.upstream.send(Request::from_parts(parts, body)).await;
         let (api, route) = eval.labels();
         self.metrics
@@ -390,6 +392,13 @@ impl Guard {
                 let mut resp = Response::from_parts(rp, rb.boxed());
                 response::set_interaction_id(&mut resp, iid);
                 resp
+            }
+            // The client's body broke mid-stream (a bad chunk, a cut connection): the upstream
+            // request was aborted, never completed; the fault is the client's.
+            Err(_) if client_body_failed.get() => {
+                outcome.finish(400, Some("client_body"));
+                eval.decision = Decision::Deny(DenyReason::RequestMalformed);
+                self.respond_deny(&eval, iid, trace_id)
             }
             Err(e) => {
                 self.metrics.upstream_error(e.kind());

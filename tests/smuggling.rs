@@ -257,11 +257,12 @@ async fn framing_attacks_are_refused_or_framed_one_way() {
                 aborted: false,
             },
             // A streaming route forwards the head at once; a chunked body that breaks later
-            // aborts the upstream request (it never completes) and the client gets 502.
+            // aborts the upstream request (it never completes there) and the client gets 400:
+            // the fault is the client's, not an upstream error.
             Case {
                 name: "chunk size overflow",
                 raw: b"POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff1\r\nx\r\n0\r\n\r\n",
-                statuses: &[502],
+                statuses: &[400],
                 upstream: &[],
                 closes: true,
                 aborted: true,
@@ -269,6 +270,14 @@ async fn framing_attacks_are_refused_or_framed_one_way() {
         ],
     )
     .await;
+    // The broken body is recorded as the client's fault, not an upstream error.
+    let records = w.proxy.audit_records().await;
+    assert!(
+        records.iter().any(|r| r["kind"] == "outcome"
+            && r["status"] == 400
+            && r["upstream_error"] == "client_body"),
+        "outcome record for the broken body"
+    );
 }
 
 #[tokio::test]
