@@ -161,6 +161,9 @@ pub struct UpstreamSettings {
     /// Identity headers set for the upstream from verified values (spec §7); always stripped
     /// from inbound requests.
     pub identity_headers: IdentityHeaders,
+    /// `upstream.strip_headers`: never forwarded (default: method-override and URL-rewrite
+    /// headers, `proxy::headers::DEFAULT_STRIP`).
+    pub strip_headers: Vec<http::HeaderName>,
 }
 
 #[derive(Debug, Clone)]

@@ -1,6 +1,7 @@
 //! Identity headers for the upstream (spec §7): the verified subject, client and consent id,
-//! under configurable names. They are removed from every inbound request and set only by the
-//! proxy from verified values, so the API behind the sidecar can trust them.
+//! under configurable names. Every inbound copy (and `_` look-alike) is removed and the verified
+//! values are set last, both in `proxy::headers::UpstreamHeaders::prepare`, so the API behind
+//! the sidecar can trust them.
 //!
 //! ```yaml
 //! upstream:
@@ -109,76 +110,58 @@ impl RawIdentityHeaders {
     }
 }
 
-/// Removes every inbound copy of the identity headers, then sets them from `values` when the
-/// request was verified (`None`: public route, nothing to assert). Also removes look-alikes
-/// spelled with `_` (`x_fapi_subject`): some servers and frameworks fold `_` into `-`, which
-/// would let a client smuggle an identity header past an exact-name strip.
-pub fn strip_and_set(
-    headers: &mut HeaderMap,
-    names: &IdentityHeaders,
-    values: Option<&IdentityValues<'_>>,
-) -> Result<(), InvalidIdentityValue> {
-    let targets = [&names.subject, &names.client_id, &names.consent_id];
-    let doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| {
-            let folded = k.as_str().replace('_', "-");
-            targets.iter().any(|t| t.as_str() == folded)
-        })
-        .cloned()
-        .collect();
-    for k in doomed {
-        headers.remove(k);
+/// The verified identity as header fields, validated before the decision is recorded so that
+/// an unsendable value is refused (fail closed) rather than dropped. Setting them is left to
+/// `proxy::headers`, which does it after every removal (so nothing a client sends, a
+/// `Connection` option included, can delete or forge them).
+#[derive(Debug, Clone, Default)]
+pub struct IdentityFields(Vec<(HeaderName, HeaderValue)>);
+
+impl IdentityHeaders {
+    /// The three names, for stripping every inbound copy.
+    pub fn names(&self) -> [&HeaderName; 3] {
+        [&self.subject, &self.client_id, &self.consent_id]
     }
-    let Some(v) = values else {
-        return Ok(());
-    };
-    let value = |what: &'static str, s: &str| {
-        HeaderValue::from_str(s).map_err(|_| InvalidIdentityValue(what))
-    };
-    let subject = value("subject", v.subject)?;
-    let client_id = value("client_id", v.client_id)?;
-    let consent_id = v.consent_id.map(|c| value("consent_id", c)).transpose()?;
-    headers.insert(names.subject.clone(), subject);
-    headers.insert(names.client_id.clone(), client_id);
-    if let Some(c) = consent_id {
-        headers.insert(names.consent_id.clone(), c);
+
+    /// Header fields carrying `v`, or which value cannot travel as a header.
+    pub fn fields(&self, v: &IdentityValues<'_>) -> Result<IdentityFields, InvalidIdentityValue> {
+        let value = |what: &'static str, s: &str| {
+            HeaderValue::from_str(s).map_err(|_| InvalidIdentityValue(what))
+        };
+        let mut f = Vec::with_capacity(3);
+        f.push((self.subject.clone(), value("subject", v.subject)?));
+        f.push((self.client_id.clone(), value("client_id", v.client_id)?));
+        if let Some(c) = v.consent_id {
+            f.push((self.consent_id.clone(), value("consent_id", c)?));
+        }
+        Ok(IdentityFields(f))
     }
-    Ok(())
+}
+
+impl IdentityFields {
+    /// Sets each field, replacing whatever is there.
+    pub fn set(&self, headers: &mut HeaderMap) {
+        for (n, v) in &self.0 {
+            headers.insert(n.clone(), v.clone());
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn inbound() -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in [
-            ("x-fapi-subject", "admin"),
-            ("x-fapi-client-id", "evil"),
-            ("x-fapi-consent-id", "c-forged"),
-            ("x_fapi_subject", "admin"),
-            ("x-fapi_client-id", "evil"),
-            ("accept", "application/json"),
-        ] {
-            h.append(HeaderName::from_static(k), HeaderValue::from_static(v));
-        }
-        h.append("x-fapi-subject", HeaderValue::from_static("second copy"));
-        h
-    }
-
     #[test]
-    fn identity_headers_are_stripped_and_set() {
+    fn identity_fields_replace_inbound_copies() {
         let names = IdentityHeaders::default();
-        let cases: &[(&str, Option<IdentityValues<'_>>, &[(&str, &str)])] = &[
-            ("public route: stripped, nothing set", None, &[]),
+        let cases: &[(&str, IdentityValues<'_>, &[(&str, &str)])] = &[
             (
                 "verified with consent",
-                Some(IdentityValues {
+                IdentityValues {
                     subject: "psu-9",
                     client_id: "tpp-1",
                     consent_id: Some("c-123"),
-                }),
+                },
                 &[
                     ("x-fapi-subject", "psu-9"),
                     ("x-fapi-client-id", "tpp-1"),
@@ -187,20 +170,20 @@ mod tests {
             ),
             (
                 "verified without consent",
-                Some(IdentityValues {
+                IdentityValues {
                     subject: "psu-9",
                     client_id: "tpp-1",
                     consent_id: None,
-                }),
+                },
                 &[("x-fapi-subject", "psu-9"), ("x-fapi-client-id", "tpp-1")],
             ),
         ];
         for (name, values, want) in cases {
-            let mut h = inbound();
-            strip_and_set(&mut h, &names, values.as_ref()).expect(name);
+            let mut h = HeaderMap::new();
+            h.insert("x-fapi-subject", HeaderValue::from_static("forged"));
+            names.fields(values).expect(name).set(&mut h);
             let mut got: Vec<(String, String)> = h
                 .iter()
-                .filter(|(k, _)| k.as_str().contains("fapi"))
                 .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("?").to_owned()))
                 .collect();
             got.sort();
@@ -210,24 +193,21 @@ mod tests {
                 .collect();
             want.sort();
             assert_eq!(got, want, "{name}");
-            assert_eq!(h["accept"], "application/json", "{name}");
         }
     }
 
     #[test]
-    fn unsendable_value_fails_after_stripping() {
+    fn unsendable_value_is_refused() {
         let names = IdentityHeaders::default();
-        let mut h = inbound();
         let v = IdentityValues {
             subject: "psu\n9",
             client_id: "tpp-1",
             consent_id: None,
         };
         assert_eq!(
-            strip_and_set(&mut h, &names, Some(&v)),
+            names.fields(&v).map(|_| ()),
             Err(InvalidIdentityValue("subject"))
         );
-        assert!(!h.contains_key("x-fapi-subject") && !h.contains_key("x-fapi-client-id"));
     }
 
     #[test]

@@ -2,11 +2,13 @@
 //! (token from cache or JWKS, DPoP proof, client certificate), calls the pure `decide`, writes the
 //! audit record, then forwards or answers with the spec's denial.
 
+mod client_body;
 mod consent;
 pub mod credentials;
 mod evaluate;
 pub mod forward;
 pub mod headers;
+mod host;
 mod record;
 mod request;
 mod trace;
@@ -17,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use http::header::{HOST, HeaderValue};
+use http::header::HeaderValue;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -37,7 +39,7 @@ use crate::policy::{Mode, PolicySet, Route};
 use crate::reason::DenyReason;
 use crate::response::{self, Body, ChallengeContext, INTERACTION_ID};
 use crate::token::{TokenDigest, TokenVerifier, VerifiedToken};
-use crate::txn_token::{self, TxnTokenIssuer, TxnTokenVerifier};
+use crate::txn_token::{TxnTokenIssuer, TxnTokenVerifier};
 
 use forward::{Upstream, UpstreamError};
 use record::{Outcome, RequestInfo};
@@ -48,9 +50,17 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// SHA-256 of the verified client certificate (mTLS on this connection).
     pub client_cert_sha256: Option<[u8; 32]>,
+    /// That certificate as the API receives it (`tls::client_cert`), encoded once per
+    /// connection in the header format `headers::UpstreamHeaders::client_cert_header` names.
+    pub client_cert_header: Option<HeaderValue>,
     /// Whether the connection is TLS (for `x-forwarded-proto`).
     pub tls: bool,
 }
+
+/// Marks a response relayed from the upstream (as opposed to one the proxy answered itself,
+/// possibly before the request body was read: the server closes those HTTP/1.1 connections).
+#[derive(Debug, Clone, Copy)]
+pub struct Relayed;
 
 /// Shared state of the proxy: one per process, behind an `Arc`.
 pub struct Guard {
@@ -58,6 +68,7 @@ pub struct Guard {
     policies: ArcSwap<PolicySet>,
     tokens: TokenVerifier,
     upstream: Upstream,
+    upstream_headers: headers::UpstreamHeaders,
     clock: Clock,
     metrics: Arc<Metrics>,
     audit: AuditLog,
@@ -152,6 +163,7 @@ impl Guard {
             metrics.clone(),
         );
         let upstream = Upstream::new(&config.upstream);
+        let upstream_headers = headers::UpstreamHeaders::new(&config);
         let dpop_algs = config
             .dpop
             .algorithms
@@ -168,6 +180,7 @@ impl Guard {
             policies: ArcSwap::from_pointee(policies),
             tokens,
             upstream,
+            upstream_headers,
             clock,
             metrics,
             audit,
@@ -272,11 +285,13 @@ impl Guard {
         let (mut parts, body) = req.into_parts();
         let policies = self.policies.load_full();
         let (mut body, early) = self.read_body_if_needed(&parts.headers, body).await;
-        let client_cert = self.client_cert(&mut parts.headers, conn);
+        let peer = self.peer_facts(&parts, conn);
+        let early = early.or(peer.as_ref().err().copied());
+        let peer = peer.unwrap_or_default();
         let mut eval = match early {
             Some(r) => Evaluation::early(r, None),
             None => {
-                self.evaluate(&parts, &policies, client_cert.as_ref(), &mut body)
+                self.evaluate(&parts, &policies, peer.cert_sha256.as_ref(), &mut body)
                     .await
             }
         };
@@ -297,12 +312,12 @@ impl Guard {
             return resp;
         }
 
-        // Verified context for the upstream: identity headers (inbound copies always removed)
-        // and the Txn-Token, prepared before the record so that a failure is recorded as what
-        // the client gets.
-        let txn_header =
-            match self.upstream_context(&mut parts.headers, &parts.method, &mut eval, conn, iid) {
-                Ok(h) => h,
+        // Verified context for the upstream: identity headers and the Txn-Token, prepared before
+        // the record so that a failure is recorded as what the client gets; set on the request
+        // last, after every removal (`headers::UpstreamHeaders::prepare`).
+        let context =
+            match self.upstream_context(&parts.headers, &parts.method, &mut eval, conn, iid) {
+                Ok(c) => c,
                 Err(reason) => {
                     eval.decision = Decision::Deny(reason);
                     self.observe_decision(&eval);
@@ -333,28 +348,30 @@ impl Guard {
             eval.decision = Decision::Deny(DenyReason::RequestMalformed);
             return self.respond_deny(&eval, iid, trace_id);
         };
-        let host = parts.headers.get(HOST).cloned().or_else(|| {
-            parts
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        });
         let proto = if conn.tls {
             "https"
         } else {
             self.config.listen.public_scheme
         };
-        headers::for_upstream(&mut parts.headers, conn.peer.ip(), proto, host);
-        if let Ok(v) = HeaderValue::from_str(iid) {
-            parts.headers.insert(INTERACTION_ID, v);
-        }
-        if let Some(t) = txn_header {
-            parts.headers.insert(txn_token::HEADER, t);
-        }
-        if new_trace {
-            trace::start(&mut parts.headers, trace_id);
-        }
+        let cert_name = self.upstream_headers.client_cert_header();
+        self.upstream_headers.prepare(
+            &mut parts.headers,
+            &headers::Asserted {
+                identity: context.identity.as_ref(),
+                txn_token: context.txn_token,
+                interaction_id: iid,
+                new_trace: new_trace.then_some(trace_id),
+                forwarding: headers::Forwarding {
+                    peer: conn.peer.ip(),
+                    proto,
+                    host: peer.host,
+                    trusted_peer: peer.trusted,
+                    client_cert: peer.cert_header.as_ref().map(|v| (cert_name, v)),
+                },
+            },
+        );
         parts.uri = uri;
+        let (body, client_body_failed) = client_body::watch(body);
         let sent = self.upstream.send(Request::from_parts(parts, body)).await;
         let (api, route) = eval.labels();
         self.metrics
@@ -363,7 +380,8 @@ impl Guard {
             Ok(resp) => {
                 outcome.finish(resp.status().as_u16(), None);
                 let (mut rp, rb) = resp.into_parts();
-                headers::remove_hop_by_hop(&mut rp.headers);
+                headers::remove_hop_by_hop(&mut rp.headers, &[]);
+                rp.extensions.insert(Relayed);
                 if let Some(v) = eval
                     .dpop_nonce
                     .as_deref()
@@ -375,6 +393,13 @@ impl Guard {
                 let mut resp = Response::from_parts(rp, rb.boxed());
                 response::set_interaction_id(&mut resp, iid);
                 resp
+            }
+            // The client's body broke mid-stream (a bad chunk, a cut connection): the upstream
+            // request was aborted, never completed; the fault is the client's.
+            Err(_) if client_body_failed.get() => {
+                outcome.finish(400, Some("client_body"));
+                eval.decision = Decision::Deny(DenyReason::RequestMalformed);
+                self.respond_deny(&eval, iid, trace_id)
             }
             Err(e) => {
                 self.metrics.upstream_error(e.kind());

@@ -1,10 +1,15 @@
 //! Listeners: the proxy (HTTP/1.1 and HTTP/2) and the admin endpoints, with graceful drain.
 
+mod linger;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::header::{CONNECTION, HeaderValue};
+use http::{Method, Version};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
@@ -16,9 +21,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin;
-use crate::proxy::{ConnInfo, Guard};
+use crate::mtls::ForwardedFormat;
+use crate::proxy::{ConnInfo, Guard, Relayed};
 use crate::response::Body;
-use crate::tls::TlsAcceptor;
+use crate::tls::{PeerCertificate, TlsAcceptor, client_cert};
+use linger::Lingering;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -122,11 +129,39 @@ fn builder(guard: &Guard) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size((limits.max_header_bytes * 4).max(64 * 1024));
+    // HTTP/2 abuse bounds. Rapid reset (CVE-2023-44487): streams a client opens and resets
+    // before we answer count against `max_pending_accept_reset_streams`, streams we reset for
+    // protocol errors against `max_local_error_reset_streams`; past either the connection is
+    // closed with GOAWAY. The header-list limit also bounds CONTINUATION floods (h2 stops
+    // buffering a header block past it).
     b.http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes * 4).unwrap_or(u32::MAX))
-        .keep_alive_interval(Some(Duration::from_secs(30)));
+        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+        .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
+        .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESETS)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(10));
     b
+}
+
+/// Concurrent HTTP/2 streams per connection (RFC 9113 §5.1.2).
+pub const H2_MAX_CONCURRENT_STREAMS: u32 = 128;
+/// Client-reset streams awaiting accept before the connection is refused (rapid reset).
+pub const H2_MAX_PENDING_RESETS: usize = 20;
+/// Streams the server may reset for protocol errors before closing the connection.
+pub const H2_MAX_LOCAL_ERROR_RESETS: usize = 64;
+
+/// The verified client certificate as the API gets it, in the configured forwarded-certificate
+/// format, else RFC 9440 (`tls::client_cert`).
+fn cert_header(guard: &Guard, leaf: &PeerCertificate) -> Option<HeaderValue> {
+    let format = guard
+        .config()
+        .listen
+        .forwarded_client_cert
+        .as_ref()
+        .map_or(ForwardedFormat::Rfc9440, |f| f.format);
+    client_cert::header_value(&leaf.der, &leaf.sha256, format)
 }
 
 type Tls = Option<(Arc<TlsAcceptor>, Option<notify::RecommendedWatcher>)>;
@@ -160,15 +195,28 @@ async fn serve_proxy(
                 tokio::spawn(async move {
                     match tls {
                         None => {
-                            let info = ConnInfo { peer, client_cert_sha256: None, tls: false };
-                            serve_conn(&builder, watcher, TokioIo::new(stream), g, info).await;
+                            let info = ConnInfo {
+                                peer,
+                                client_cert_sha256: None,
+                                client_cert_header: None,
+                                tls: false,
+                            };
+                            let io = TokioIo::new(Lingering::new(stream));
+                            serve_conn(&builder, watcher, io, g, info).await;
                         }
                         // The handshake runs in the connection's task, so a slow client cannot
-                        // stall the accept loop; the leaf certificate is hashed once here.
+                        // stall the accept loop; the leaf certificate is hashed and encoded for
+                        // the upstream once here.
                         Some(acceptor) => match acceptor.accept(stream).await {
-                            Ok((tls_stream, cert)) => {
-                                let info = ConnInfo { peer, client_cert_sha256: cert, tls: true };
-                                serve_conn(&builder, watcher, TokioIo::new(tls_stream), g, info).await;
+                            Ok((tls_stream, leaf)) => {
+                                let info = ConnInfo {
+                                    peer,
+                                    client_cert_sha256: leaf.as_ref().map(|l| l.sha256),
+                                    client_cert_header: leaf.as_ref().and_then(|l| cert_header(&g, l)),
+                                    tls: true,
+                                };
+                                let io = TokioIo::new(Lingering::new(tls_stream));
+                                serve_conn(&builder, watcher, io, g, info).await;
                             }
                             Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         },
@@ -187,6 +235,15 @@ async fn serve_proxy(
     }
 }
 
+/// An HTTP/1.x request that carries a body: when the proxy answers it itself (a denial, a 413,
+/// a timeout), the body may be partly unread, so the connection cannot be reused (RFC 9112
+/// §9.6: `Connection: close`, then the lingering close). A `CONNECT` or upgrade never reaches
+/// an upstream either way. HTTP/2 resets the unread stream instead (RFC 9113 §8.1).
+fn closes_unless_relayed(req: &Request<Incoming>) -> bool {
+    req.version() <= Version::HTTP_11
+        && (!req.body().is_end_stream() || req.method() == Method::CONNECT)
+}
+
 async fn serve_conn<I>(
     builder: &auto::Builder<TokioExecutor>,
     watcher: hyper_util::server::graceful::Watcher,
@@ -200,7 +257,15 @@ async fn serve_conn<I>(
     let svc = service_fn(move |req: Request<Incoming>| {
         let g = guard.clone();
         let info = info.clone();
-        async move { Ok::<Response<Body>, Infallible>(g.handle(req, &info).await) }
+        let close = closes_unless_relayed(&req);
+        async move {
+            let mut resp = g.handle(req, &info).await;
+            if close && resp.extensions().get::<Relayed>().is_none() {
+                resp.headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok::<Response<Body>, Infallible>(resp)
+        }
     });
     let conn = builder.serve_connection(io, svc).into_owned();
     if let Err(e) = watcher.watch(conn).await {

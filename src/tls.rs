@@ -1,9 +1,11 @@
 //! TLS termination for the listener (spec §4 `listen.tls`): FAPI 2.0 cipher policy, optional or
 //! required client certificates (RFC 8705 §2), and certificate rotation without a restart.
 //!
-//! The acceptor hands back the SHA-256 of the leaf client certificate with each connection, so
-//! the `cnf.x5t#S256` binding check (RFC 8705 §3.1) never re-hashes per request.
+//! The acceptor hands back the leaf client certificate and its SHA-256 with each connection, so
+//! the `cnf.x5t#S256` binding check (RFC 8705 §3.1) never re-hashes per request, and the
+//! certificate the proxy itself verified can be passed on to the API (see [`client_cert`]).
 
+pub mod client_cert;
 mod load;
 mod watch;
 
@@ -14,6 +16,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
+use rustls::pki_types::CertificateDer;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{CipherSuite, ServerConfig, SupportedCipherSuite};
 use serde::Deserialize;
@@ -34,6 +37,23 @@ pub const FAPI_TLS12_SUITES: [CipherSuite; 4] = [
     CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
     CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
 ];
+
+/// The leaf certificate a client presented on this connection, verified against
+/// `client_ca_file` by rustls during the handshake.
+#[derive(Clone)]
+pub struct PeerCertificate {
+    /// SHA-256 of the DER (RFC 8705 §3.1 `x5t#S256`).
+    pub sha256: [u8; 32],
+    pub der: CertificateDer<'static>,
+}
+
+impl std::fmt::Debug for PeerCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerCertificate")
+            .field("der_len", &self.der.len())
+            .finish_non_exhaustive()
+    }
+}
 
 /// Whether clients must present a certificate (spec §4 `listen.tls.client_auth`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -196,24 +216,27 @@ impl TlsAcceptor {
         self.config.load_full()
     }
 
-    /// Completes the handshake and returns the stream with the SHA-256 of the leaf client
-    /// certificate's DER (RFC 8705 §3.1), or `None` when the client sent no certificate.
+    /// Completes the handshake and returns the stream with the leaf client certificate and its
+    /// SHA-256 (RFC 8705 §3.1), or `None` when the client sent no certificate.
     pub async fn accept(
         &self,
         tcp: TcpStream,
-    ) -> io::Result<(TlsStream<TcpStream>, Option<[u8; 32]>)> {
+    ) -> io::Result<(TlsStream<TcpStream>, Option<PeerCertificate>)> {
         let acceptor = tokio_rustls::TlsAcceptor::from(self.config.load_full());
         let stream = tokio::time::timeout(self.handshake_timeout, acceptor.accept(tcp))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
         // RFC 8705 §3.1 binds to the end-entity certificate, the first in the chain.
-        let thumbprint = stream
+        let leaf = stream
             .get_ref()
             .1
             .peer_certificates()
             .and_then(|chain| chain.first())
-            .map(|leaf| crate::mtls::cert_thumbprint(leaf));
-        Ok((stream, thumbprint))
+            .map(|leaf| PeerCertificate {
+                sha256: crate::mtls::cert_thumbprint(leaf),
+                der: leaf.clone().into_owned(),
+            });
+        Ok((stream, leaf))
     }
 
     /// Re-reads the files and swaps the configuration. On error the previous configuration

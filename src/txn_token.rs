@@ -31,7 +31,7 @@ pub use issuer::TxnTokenIssuer;
 pub use verifier::TxnTokenVerifier;
 
 /// The request header carrying the token (draft §: "Txn-Token" HTTP header). Stripped from
-/// every client request at the edge (`proxy::headers::PROXY_ONLY`).
+/// every client request (`proxy::headers`, `PROXY_OWNED`) and set only from verified values.
 pub const HEADER: &str = "txn-token";
 /// JWT `typ` (draft: `txntoken+jwt`), so a Txn-Token is never mistaken for an access token
 /// (`at+jwt`, RFC 9068) or an ID token.

@@ -348,9 +348,31 @@ async fn forwarded_certificate_from_trusted_peer_binds_and_forgery_is_ignored() 
         )
         .await;
         assert_eq!((r.status, r.reason()), want, "trusted_peers {trusted}");
-        if let Some(seen) = w.echo.last() {
-            assert_eq!(seen.headers["x-forwarded-client-cert"], xfcc.as_str());
+        match want.0 {
+            // From the trusted hop, the certificate it forwarded is what the API sees.
+            200 => {
+                let seen = w.echo.last().expect("forwarded");
+                assert_eq!(seen.headers["x-forwarded-client-cert"], xfcc.as_str());
+            }
+            _ => assert_eq!(w.echo.count(), 0, "trusted_peers {trusted}: denied"),
         }
+        // An allowed request (unbound route) carrying the header: from an untrusted peer the
+        // forgery is removed before the upstream; from the trusted hop it passes.
+        let t = w.key.token(|_, _| {});
+        let auth = format!("Bearer {t}");
+        let r = get(
+            &w.proxy.url("/accounts"),
+            &[("authorization", &auth), ("x-forwarded-client-cert", &xfcc)],
+        )
+        .await;
+        assert_eq!(r.status, 200, "trusted_peers {trusted}");
+        let seen = w.echo.last().expect("forwarded");
+        let got = seen
+            .headers
+            .get("x-forwarded-client-cert")
+            .map(|v| v.to_str().expect("ascii"));
+        let expected = (want.0 == 200).then_some(xfcc.as_str());
+        assert_eq!(got, expected, "trusted_peers {trusted}");
     }
 }
 

@@ -101,12 +101,35 @@ async fn certificate_bound_tokens_over_real_tls() {
     let auth = format!("Bearer {t}");
     let h = [("authorization", auth.as_str())];
 
-    let ok = tls_get(&pki, Some(&alice), &url, &h)
+    // Alice also sends forged certificate headers: the API must see only the certificate the
+    // proxy verified, in RFC 9440 `Client-Cert` form (no `forwarded_client_cert` configured).
+    let mallory_b64 = base64::engine::general_purpose::STANDARD.encode(mallory.cert.as_ref());
+    let forged_client_cert = format!(":{mallory_b64}:");
+    let forged = [
+        ("authorization", auth.as_str()),
+        ("client-cert", forged_client_cert.as_str()),
+        (
+            "x-forwarded-client-cert",
+            "Hash=00;Subject=\"CN=bank-admin\"",
+        ),
+        ("client-cert-chain", forged_client_cert.as_str()),
+    ];
+    let ok = tls_get(&pki, Some(&alice), &url, &forged)
         .await
         .expect("request");
     assert_eq!(ok.0, 200, "matching certificate: {:?}", ok.1);
     let seen = echo.last().expect("forwarded");
     assert_eq!(seen.headers["x-forwarded-proto"], "https");
+    let alice_b64 = base64::engine::general_purpose::STANDARD.encode(alice.cert.as_ref());
+    let certs: Vec<&str> = seen
+        .headers
+        .get_all("client-cert")
+        .iter()
+        .map(|v| v.to_str().expect("ascii"))
+        .collect();
+    assert_eq!(certs, [format!(":{alice_b64}:")]);
+    assert!(!seen.headers.contains_key("x-forwarded-client-cert"));
+    assert!(!seen.headers.contains_key("client-cert-chain"));
 
     let none = tls_get(&pki, None, &url, &h).await.expect("request");
     assert_eq!(
@@ -168,6 +191,46 @@ async fn forged_forwarded_certificate_from_an_untrusted_peer_is_ignored() {
         (401, Some("mtls_certificate_missing"))
     );
     assert_eq!(echo.count(), 0);
+
+    // Allowed: Alice with her own certificate, claiming Mallory's through the header. The API
+    // gets Alice's certificate (the one the proxy verified) in the configured XFCC format.
+    let mallory_hash: String =
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, mallory.cert.as_ref())
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+    let claim = format!("Hash={mallory_hash}");
+    let h = [
+        ("authorization", auth.as_str()),
+        ("x-forwarded-client-cert", claim.as_str()),
+    ];
+    let r = tls_get(&pki, Some(&alice), &url, &h)
+        .await
+        .expect("request");
+    assert_eq!(r.0, 200, "{:?}", r.1);
+    let seen = echo.last().expect("forwarded");
+    let xfcc: Vec<&str> = seen
+        .headers
+        .get_all("x-forwarded-client-cert")
+        .iter()
+        .map(|v| v.to_str().expect("ascii"))
+        .collect();
+    assert_eq!(xfcc.len(), 1);
+    assert!(
+        xfcc[0].starts_with(&format!("Hash={alice_hash};Cert=\"")),
+        "{}",
+        xfcc[0]
+    );
+    assert_eq!(
+        fapi_guard::mtls::parse_forwarded(xfcc[0], fapi_guard::mtls::ForwardedFormat::Xfcc)
+            .map(|h| h.to_vec()),
+        Ok(
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, alice.cert.as_ref())
+                .as_ref()
+                .to_vec()
+        )
+    );
 }
 
 #[tokio::test]

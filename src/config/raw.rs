@@ -108,6 +108,9 @@ pub struct RawUpstream {
     pub timeout: HumanDuration,
     #[serde(default)]
     pub identity_headers: RawIdentityHeaders,
+    /// Request headers never forwarded (method-override / URL-rewrite headers by default).
+    #[serde(default)]
+    pub strip_headers: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -366,7 +369,27 @@ fn compile_upstream(file: &Path, raw: RawUpstream) -> Result<UpstreamSettings, I
             format!("upstream.identity_headers.{m}"),
         )
     })?;
+    let strip_headers = match &raw.strip_headers {
+        None => crate::proxy::headers::DEFAULT_STRIP
+            .iter()
+            .map(|n| http::HeaderName::from_static(n))
+            .collect(),
+        Some(list) => list
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                http::HeaderName::from_bytes(n.as_bytes()).map_err(|_| {
+                    InvalidConfig::new(
+                        file,
+                        format!("upstream.strip_headers[{i}]"),
+                        format!("{n:?} is not a header name"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    };
     Ok(UpstreamSettings {
+        strip_headers,
         identity_headers,
         origin: format!("http://{auth}"),
         path_prefix: uri.path().trim_end_matches('/').to_owned(),

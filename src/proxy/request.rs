@@ -7,44 +7,69 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
-use super::{ConnInfo, Evaluation, Guard, headers};
+use super::{ConnInfo, Evaluation, Guard, headers, host};
 use crate::audit::AuditRecord;
 use crate::decide::Decision;
-use crate::identity::{self, IdentityValues};
+use crate::identity::{IdentityFields, IdentityValues};
 use crate::path;
 use crate::reason::DenyReason;
 use crate::response::{self, Body};
 use crate::txn_token::{self, RequestContext, TxnContext};
 
+/// The verified context for the upstream, computed before the decision is recorded and set
+/// on the request last (`headers::UpstreamHeaders::prepare`).
+#[derive(Debug, Default)]
+pub(super) struct UpstreamContext {
+    pub identity: Option<IdentityFields>,
+    pub txn_token: Option<HeaderValue>,
+}
+
+/// What the connection and the request line say about the client, checked before anything else.
+#[derive(Debug, Default)]
+pub(super) struct PeerFacts {
+    /// The client certificate the binding check uses.
+    pub cert_sha256: Option<[u8; 32]>,
+    /// The same certificate as forwarded to the API.
+    pub cert_header: Option<HeaderValue>,
+    /// The authority the client addressed (validated `Host` / `:authority`).
+    pub host: Option<HeaderValue>,
+    /// The peer is a trusted hop (`forwarded_client_cert.trusted_peers`).
+    pub trusted: bool,
+}
+
 impl Guard {
-    /// Sets the identity headers from the verified token and mints (edge) or passes on (internal
-    /// hop) the Txn-Token. Returns the `Txn-Token` header value for the upstream.
+    /// Computes the identity headers from the verified token and mints (edge) or passes on
+    /// (internal hop) the Txn-Token.
     pub(super) fn upstream_context(
         &self,
-        headers: &mut HeaderMap,
+        headers: &HeaderMap,
         method: &http::Method,
         eval: &mut Evaluation,
         conn: &ConnInfo,
         iid: &str,
-    ) -> Result<Option<HeaderValue>, DenyReason> {
+    ) -> Result<UpstreamContext, DenyReason> {
         let allowed = matches!(eval.decision, Decision::Allow(_));
         let token = eval.token.clone().filter(|_| allowed);
         let consent_id = eval.consent.as_ref().map(|c| c.id.as_str());
-        let identity = token.as_deref().map(|t| IdentityValues {
-            subject: &t.sub,
-            client_id: &t.client_id,
-            consent_id,
-        });
-        let names = &self.config.upstream.identity_headers;
-        identity::strip_and_set(headers, names, identity.as_ref())
-            .map_err(|_| DenyReason::TokenMalformed)?;
         let Some(t) = token else {
-            return Ok(None);
+            return Ok(UpstreamContext::default());
+        };
+        let names = &self.config.upstream.identity_headers;
+        let identity = names
+            .fields(&IdentityValues {
+                subject: &t.sub,
+                client_id: &t.client_id,
+                consent_id,
+            })
+            .map_err(|_| DenyReason::TokenMalformed)?;
+        let mut ctx = UpstreamContext {
+            identity: Some(identity),
+            txn_token: None,
         };
         if let Some(issuer) = &self.txn_issuer {
             let chain = t.delegation.as_ref().map_err(|r| *r)?;
             let route = eval.route.as_ref().map_or("", |r| &r.name);
-            let ctx = TxnContext {
+            let txn_ctx = TxnContext {
                 sub: &t.sub,
                 scopes: &t.scopes,
                 req_wl: &t.client_id,
@@ -57,22 +82,24 @@ impl Guard {
                     route,
                 },
             };
-            let (jwt, txn) = issuer.mint(&ctx, self.clock.now_unix()).map_err(|e| {
+            let (jwt, txn) = issuer.mint(&txn_ctx, self.clock.now_unix()).map_err(|e| {
                 tracing::error!(error = %e, "Txn-Token minting failed; refusing");
                 DenyReason::DependencyUnavailable
             })?;
             self.audit
                 .record_detached(AuditRecord::txn_token_issued(txn.clone()).interaction_id(iid));
             eval.txn = Some(txn);
-            return HeaderValue::from_str(&jwt)
-                .map(Some)
-                .map_err(|_| DenyReason::DependencyUnavailable);
+            ctx.txn_token =
+                Some(HeaderValue::from_str(&jwt).map_err(|_| DenyReason::DependencyUnavailable)?);
+            return Ok(ctx);
         }
         // Internal hop: the verified inbound Txn-Token travels on unchanged within the domain.
         eval.txn = t.txn.clone();
-        Ok(t.txn
+        ctx.txn_token = t
+            .txn
             .as_ref()
-            .and_then(|_| headers.get(txn_token::HEADER).cloned()))
+            .and_then(|_| headers.get(txn_token::HEADER).cloned());
+        Ok(ctx)
     }
 
     /// Reads the body only where a check needs it: a form body may carry an access token (RFC
@@ -103,22 +130,54 @@ impl Guard {
         }
     }
 
-    /// The client certificate: this connection's (mTLS), or one forwarded by a trusted TLS
-    /// terminator. A forwarded-certificate header from anyone else is removed and ignored.
-    pub(super) fn client_cert(&self, h: &mut HeaderMap, conn: &ConnInfo) -> Option<[u8; 32]> {
-        let Some(fwd) = &self.config.listen.forwarded_client_cert else {
-            return conn.client_cert_sha256;
+    /// The authority the client addressed and the client certificate: this connection's
+    /// (mTLS), or one forwarded by a trusted TLS terminator. A forwarded-certificate header
+    /// from anyone else is ignored (and stripped before the upstream); from a trusted peer it
+    /// must be one field line, or which line would the API read? (400 `request_malformed`.)
+    pub(super) fn peer_facts(
+        &self,
+        parts: &http::request::Parts,
+        conn: &ConnInfo,
+    ) -> Result<PeerFacts, DenyReason> {
+        let host = host::authority(parts)?;
+        let own = PeerFacts {
+            cert_sha256: conn.client_cert_sha256,
+            cert_header: conn.client_cert_header.clone(),
+            host,
+            trusted: false,
         };
-        let trusted = fwd.trusted_peers.iter().any(|c| c.contains(conn.peer.ip()));
-        if !trusted {
-            h.remove(&fwd.header);
-            return conn.client_cert_sha256;
+        let Some(fwd) = &self.config.listen.forwarded_client_cert else {
+            return Ok(own);
+        };
+        if !fwd.trusted_peers.iter().any(|c| c.contains(conn.peer.ip())) {
+            return Ok(own);
         }
-        let forwarded = h
-            .get(&fwd.header)
-            .and_then(|v| v.to_str().ok())
+        let mut lines = parts.headers.get_all(&fwd.header).iter();
+        let (Some(line), None) = (lines.next(), lines.next()) else {
+            return match parts.headers.contains_key(&fwd.header) {
+                true => Err(DenyReason::RequestMalformed),
+                false => Ok(PeerFacts {
+                    trusted: true,
+                    ..own
+                }),
+            };
+        };
+        let forwarded = line
+            .to_str()
+            .ok()
             .and_then(|v| crate::mtls::parse_forwarded(v, fwd.format).ok());
-        forwarded.or(conn.client_cert_sha256)
+        Ok(match forwarded {
+            Some(sha) => PeerFacts {
+                cert_sha256: Some(sha),
+                cert_header: Some(line.clone()),
+                trusted: true,
+                ..own
+            },
+            None => PeerFacts {
+                trusted: true,
+                ..own
+            },
+        })
     }
 }
 

@@ -99,7 +99,8 @@ async fn handshake(acceptor: &TlsAcceptor, pki: &Pki, client: Client<'_>) -> Out
     let connector = TlsConnector::from(Arc::new(client.config(pki)));
     let server = async {
         let (tcp, _) = listener.accept().await?;
-        let (stream, thumbprint) = acceptor.accept(tcp).await?;
+        let (stream, leaf) = acceptor.accept(tcp).await?;
+        let thumbprint = leaf.map(|l| l.sha256);
         let alpn = stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
         Ok((thumbprint, alpn))
     };

@@ -462,3 +462,4 @@ pub async fn get(url: &str, headers: &[(&str, &str)]) -> Reply {
 pub mod fault;
 pub mod pki;
 pub mod process;
+pub mod raw;
