@@ -29,7 +29,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::consent::ConsentClient;
 use crate::decide::{AuthScheme, Decision};
-use crate::dpop::MemoryReplayCache;
+use crate::dpop::{MemoryReplayStore, ReplayStore};
 use crate::http_client::HttpsClient;
 use crate::metrics::{self, Metrics};
 use crate::path;
@@ -61,7 +61,7 @@ pub struct Guard {
     clock: Clock,
     metrics: Arc<Metrics>,
     audit: AuditLog,
-    replay: MemoryReplayCache,
+    replay: ReplayStore,
     txn_issuer: Option<TxnTokenIssuer>,
     txn_verifier: Option<TxnTokenVerifier>,
     consent: Option<ConsentClient>,
@@ -171,7 +171,9 @@ impl Guard {
             clock,
             metrics,
             audit,
-            replay: MemoryReplayCache::default(),
+            replay: ReplayStore::Memory(MemoryReplayStore::new(
+                config.dpop.replay_cache_max_entries,
+            )),
             config,
             draining: AtomicBool::new(false),
         })
