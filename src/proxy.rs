@@ -2,6 +2,7 @@
 //! (token from cache or JWKS, DPoP proof, client certificate), calls the pure `decide`, writes the
 //! audit record, then forwards or answers with the spec's denial.
 
+pub mod body_limit;
 mod consent;
 pub mod credentials;
 mod evaluate;
@@ -39,6 +40,7 @@ use crate::response::{self, Body, ChallengeContext, INTERACTION_ID};
 use crate::token::{TokenDigest, TokenVerifier, VerifiedToken};
 use crate::txn_token::{self, TxnTokenIssuer, TxnTokenVerifier};
 
+use body_limit::{BodySlot, BufferBudget};
 use forward::{Upstream, UpstreamError};
 use record::{Outcome, RequestInfo};
 
@@ -62,6 +64,7 @@ pub struct Guard {
     metrics: Arc<Metrics>,
     audit: AuditLog,
     replay: ReplayStore,
+    buffers: BufferBudget,
     txn_issuer: Option<TxnTokenIssuer>,
     txn_verifier: Option<TxnTokenVerifier>,
     consent: Option<ConsentClient>,
@@ -86,6 +89,9 @@ pub struct Evaluation {
     pub consent: Option<ConsentInfo>,
     /// The consent record's purpose, which takes precedence over the token's.
     pub consent_purpose: Option<String>,
+    /// A refusal that even `mode: audit` does not forward: the request body was consumed without
+    /// being kept (over the limit, buffer budget spent), or a form body carries an access token.
+    pub refused_outright: bool,
 }
 
 impl Evaluation {
@@ -101,6 +107,7 @@ impl Evaluation {
             txn: None,
             consent: None,
             consent_purpose: None,
+            refused_outright: false,
         }
     }
 
@@ -114,6 +121,9 @@ impl Evaluation {
 
     /// Forward the request? Allowed ones, and denials on a route in `mode: audit`.
     fn forwards(&self) -> bool {
+        if self.refused_outright {
+            return false;
+        }
         match self.decision {
             Decision::Allow(_) => true,
             Decision::Deny(_) => self.route.as_ref().is_some_and(|r| r.mode == Mode::Audit),
@@ -174,6 +184,10 @@ impl Guard {
             replay: ReplayStore::Memory(MemoryReplayStore::new(
                 config.dpop.replay_cache_max_entries,
             )),
+            buffers: BufferBudget::new(
+                config.listen.limits.max_buffered_bytes,
+                config.listen.limits.max_body_bytes,
+            ),
             config,
             draining: AtomicBool::new(false),
         })
@@ -273,15 +287,33 @@ impl Guard {
     ) -> Response<Body> {
         let (mut parts, body) = req.into_parts();
         let policies = self.policies.load_full();
-        let (mut body, early) = self.read_body_if_needed(&parts.headers, body).await;
+        // Issue 9 (defect 9): one limit for every transfer coding, and a body is read only for
+        // a request that is otherwise authorized (`evaluate` reads a JSON body for the consent
+        // check only after token, binding, scope and replay passed; the form check runs last).
+        let limit = self.config.listen.limits.max_body_bytes;
+        let mut slot = BodySlot::new(body_limit::limited(body, limit, self.metrics.clone()));
+        let early = self.early_refusal(&parts.headers);
         let client_cert = self.client_cert(&mut parts.headers, conn);
         let mut eval = match early {
             Some(r) => Evaluation::early(r, None),
             None => {
-                self.evaluate(&parts, &policies, client_cert.as_ref(), &mut body)
+                self.evaluate(&parts, &policies, client_cert.as_ref(), &mut slot)
                     .await
             }
         };
+        if eval.forwards()
+            && let Err(r) = self.check_form_body(&parts.headers, &mut slot).await
+        {
+            eval.decision = Decision::Deny(r);
+            eval.refused_outright = true;
+        }
+        eval.refused_outright |= slot.spoiled;
+        // The buffered bytes count against `max_buffered_bytes` until the request is done.
+        let BodySlot {
+            body,
+            permit: _buffered,
+            ..
+        } = slot;
         let info = RequestInfo {
             interaction_id: iid,
             trace_id,
@@ -384,6 +416,10 @@ impl Guard {
                     UpstreamError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
                     UpstreamError::Connect | UpstreamError::Protocol => {
                         (StatusCode::BAD_GATEWAY, "upstream_unavailable")
+                    }
+                    // The streamed body passed `max_body_bytes` before the API answered.
+                    UpstreamError::BodyTooLarge => {
+                        (StatusCode::PAYLOAD_TOO_LARGE, "request_too_large")
                     }
                 };
                 outcome.finish(status.as_u16(), Some(e.kind()));

@@ -3,13 +3,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::body_limit::BodySlot;
 use super::{Evaluation, Guard, credentials};
 use crate::decide::{self, AuthScheme, DpopFact, Facts, TokenFact};
 use crate::dpop::{self, ProofRequest, ReplayUnavailable, VerifiedProof};
 use crate::path;
 use crate::policy::PolicySet;
 use crate::reason::DenyReason;
-use crate::response::Body;
 use crate::token::{self, TokenDigest, TokenFailure, VerifiedToken};
 use crate::txn_token;
 
@@ -20,7 +20,7 @@ impl Guard {
         parts: &http::request::Parts,
         policies: &PolicySet,
         client_cert: Option<&[u8; 32]>,
-        body: &mut Body,
+        body: &mut BodySlot,
     ) -> Evaluation {
         // Spec §5: ambiguous paths are refused before any matching.
         let Ok(norm) = path::normalize(parts.uri.path()) else {
