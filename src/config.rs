@@ -146,6 +146,8 @@ pub struct ForwardedCertSettings {
 pub struct Limits {
     pub max_header_bytes: usize,
     pub max_body_bytes: usize,
+    /// Bound on all buffered request bodies together; at it, 503 `dependency_unavailable`.
+    pub max_buffered_bytes: usize,
     pub header_read_timeout: Duration,
     pub request_timeout: Duration,
 }

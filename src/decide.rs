@@ -116,6 +116,20 @@ pub fn settled_before_consent(d: Decision) -> bool {
     }
 }
 
+/// Whether the token is valid for this route (time, audience) and bound, by the presented DPoP
+/// proof's key, to the caller: everything up to the binding check passed. Only then is the proof
+/// recorded in the replay store (RFC 9449 §11.1), so a proof riding on an expired, foreign or
+/// unbound token costs no replay-store memory (issue 9, defect 2).
+pub fn dpop_bound(f: &Facts<'_>, route: &Route) -> bool {
+    let TokenFact::Verified(t) = f.token else {
+        return false;
+    };
+    !route.public
+        && check_time(f.now, t).is_ok()
+        && check_audience(t, route).is_ok()
+        && check_binding(f, t, route.binding) == Ok(BoundBy::Dpop)
+}
+
 fn check(f: &Facts<'_>, route: &Route) -> Result<BoundBy, DenyReason> {
     let token = match f.token {
         TokenFact::Missing => return Err(DenyReason::TokenMissing),

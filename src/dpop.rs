@@ -2,8 +2,10 @@
 //! (§4.3, §7.1), `htu` normalization, stateless nonces (§8–§9) and replay detection (§11.1).
 //!
 //! Everything here is pure and synchronous. The proxy reads the single `DPoP` header
-//! (`proxy::credentials::dpop_proof`), calls [`verify_proof`], records the proof in a replay
-//! cache ([`check_replay`]); `decide` compares the proof key with the token's `cnf.jkt`.
+//! (`proxy::credentials::dpop_proof`) and calls [`verify_proof`]; `decide` compares the proof key
+//! with the token's `cnf.jkt`; only a proof that binds an otherwise acceptable token is then
+//! recorded in the [`ReplayStore`] (§11.1), so a proof on an expired or foreign token costs no
+//! replay-store memory.
 
 pub mod htu;
 pub mod nonce;
@@ -19,11 +21,10 @@ use serde::Deserialize;
 
 use crate::duration::HumanDuration;
 use crate::jwk::JwsAlg;
-use crate::reason::DenyReason;
 
 pub use nonce::NonceIssuer;
 pub use proof::{ath, verify_proof};
-pub use replay::MemoryReplayCache;
+pub use replay::{MemoryReplayStore, ReplayStore, ReplayUnavailable};
 
 /// Proofs longer than this are refused before any decoding (RFC 9449 §11.1 asks for cheap
 /// rejection; a P-256 proof is ~600 bytes, an RSA-4096 one ~2 KiB).
@@ -49,6 +50,8 @@ pub struct DpopSettings {
     pub algorithms: Vec<JwsAlg>,
     /// Server-provided nonces (RFC 9449 §9) are required when set.
     pub nonce: Option<NonceIssuer>,
+    /// Hard limit of the replay store: at it, new proofs are refused (503), old ones kept.
+    pub replay_cache_max_entries: usize,
 }
 
 /// `dpop:` section of the configuration file (spec §4), before compilation.
@@ -63,6 +66,9 @@ pub struct DpopConfig {
     pub nonce: NonceMode,
     #[serde(default)]
     pub nonce_secret_file: Option<PathBuf>,
+    /// Hard limit of live proofs remembered for replay detection (see `dpop::replay`).
+    #[serde(default = "default_replay_max")]
+    pub replay_cache_max_entries: usize,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -107,6 +113,7 @@ impl Default for DpopSettings {
             clock_skew: DEFAULT_CLOCK_SKEW,
             algorithms: DEFAULT_ALGORITHMS.to_vec(),
             nonce: None,
+            replay_cache_max_entries: replay::DEFAULT_MAX_ENTRIES,
         }
     }
 }
@@ -118,6 +125,7 @@ impl Default for DpopConfig {
             algorithms: default_algorithm_names(),
             nonce: NonceMode::Off,
             nonce_secret_file: None,
+            replay_cache_max_entries: replay::DEFAULT_MAX_ENTRIES,
         }
     }
 }
@@ -154,30 +162,29 @@ impl DpopConfig {
             }
             (NonceMode::Required, Some(file)) => Some(load_nonce_issuer(&base_dir.join(file))?),
         };
+        if !(1..=replay::MAX_MAX_ENTRIES).contains(&self.replay_cache_max_entries) {
+            return Err(format!(
+                "dpop.replay_cache_max_entries: {} is outside 1..={}",
+                self.replay_cache_max_entries,
+                replay::MAX_MAX_ENTRIES
+            ));
+        }
         Ok(DpopSettings {
             proof_max_age: max_age,
             clock_skew: DEFAULT_CLOCK_SKEW,
             algorithms,
             nonce,
+            replay_cache_max_entries: self.replay_cache_max_entries,
         })
-    }
-}
-
-/// RFC 9449 §11.1: a proof is accepted once per target URI within its window.
-pub fn check_replay(
-    cache: &MemoryReplayCache,
-    proof: &VerifiedProof,
-    now: i64,
-) -> Result<(), DenyReason> {
-    if cache.check_and_insert(proof.replay_key, proof.replay_expires_at, now) {
-        Ok(())
-    } else {
-        Err(DenyReason::DpopProofReplayed)
     }
 }
 
 fn default_max_age() -> HumanDuration {
     HumanDuration(DEFAULT_PROOF_MAX_AGE)
+}
+
+fn default_replay_max() -> usize {
+    replay::DEFAULT_MAX_ENTRIES
 }
 
 fn default_algorithm_names() -> Vec<String> {

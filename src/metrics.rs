@@ -9,8 +9,8 @@
 use std::sync::Mutex;
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// `decision` label: the request was forwarded.
@@ -52,6 +52,11 @@ pub struct Metrics {
     pub audit_records: IntCounter,
     pub audit_failures: IntCounter,
     pub jwks_refreshes: IntCounterVec,
+    /// Issue 9: bounded security state and buffers (registered by `register_hardening`).
+    pub replay_cache_entries: IntGauge,
+    pub replay_cache_full: IntCounter,
+    pub body_buffer_exhausted: IntCounter,
+    pub body_limit_exceeded: IntCounter,
     /// The revision currently exported by `fapi_guard_policy_info`, so a new one replaces it.
     current_revision: Mutex<Option<String>>,
 }
@@ -124,10 +129,27 @@ impl Metrics {
                 "JWKS refreshes by issuer and result (ok, error).",
                 &["issuer", "result"],
             ),
+            replay_cache_entries: gauge(
+                "fapi_guard_replay_cache_entries",
+                "DPoP proofs remembered by this replica for replay detection.",
+            ),
+            replay_cache_full: counter(
+                "fapi_guard_replay_cache_full_total",
+                "DPoP proofs refused (503) because the replay store was at its hard limit.",
+            ),
+            body_buffer_exhausted: counter(
+                "fapi_guard_body_buffer_exhausted_total",
+                "Requests refused (503) because in-flight body buffers reached limits.max_buffered_bytes.",
+            ),
+            body_limit_exceeded: counter(
+                "fapi_guard_body_limit_exceeded_total",
+                "Request bodies cut off at limits.max_body_bytes, buffered or streamed.",
+            ),
             current_revision: Mutex::new(None),
             registry,
         };
         m.register_all();
+        m.register_hardening();
         m
     }
 
@@ -230,6 +252,39 @@ impl Metrics {
             .inc();
     }
 
+    /// `fapi_guard_replay_cache_entries`: the replay store's size after a change.
+    pub fn set_replay_entries(&self, n: usize) {
+        self.replay_cache_entries
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    pub fn replay_full(&self) {
+        self.replay_cache_full.inc();
+    }
+
+    pub fn buffer_exhausted(&self) {
+        self.body_buffer_exhausted.inc();
+    }
+
+    pub fn body_too_large(&self) {
+        self.body_limit_exceeded.inc();
+    }
+
+    fn register_hardening(&self) {
+        let collectors: [Box<dyn prometheus::core::Collector>; 4] = [
+            Box::new(self.replay_cache_entries.clone()),
+            Box::new(self.replay_cache_full.clone()),
+            Box::new(self.body_buffer_exhausted.clone()),
+            Box::new(self.body_limit_exceeded.clone()),
+        ];
+        for c in collectors {
+            // Invariant: distinct, valid names, none shared with `register_all`.
+            self.registry
+                .register(c)
+                .expect("metric names are unique and valid");
+        }
+    }
+
     fn register_all(&self) {
         let collectors: [Box<dyn prometheus::core::Collector>; 13] = [
             Box::new(self.requests.clone()),
@@ -266,6 +321,10 @@ impl Default for Metrics {
 
 fn counter(name: &str, help: &str) -> IntCounter {
     IntCounter::new(name, help).expect("valid metric name")
+}
+
+fn gauge(name: &str, help: &str) -> IntGauge {
+    IntGauge::new(name, help).expect("valid metric name")
 }
 
 fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {

@@ -311,3 +311,83 @@ mod tests {
         assert!(form_has_access_token(b"grant=1&access_token=abc"));
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Paths built from the pieces that make paths ambiguous, so the interesting cases are
+    /// common rather than one in a million.
+    fn tricky_path() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("/"),
+            Just("//"),
+            Just("."),
+            Just(".."),
+            Just("%2e"),
+            Just("%2E"),
+            Just("%2f"),
+            Just("%2F"),
+            Just("%5c"),
+            Just("%5C"),
+            Just("%7e"),
+            Just("%41"),
+            Just("%25"),
+            Just("%zz"),
+            Just("%"),
+            Just("%c3%a9"),
+            Just("\u{e9}"),
+            Just("\\"),
+            Just(";"),
+            Just("%00"),
+            Just("?"),
+            Just("a"),
+            Just("acc-1"),
+            Just("~"),
+        ];
+        proptest::collection::vec(piece, 0..12).prop_map(|v| v.concat())
+    }
+
+    fn check_output(out: &str) -> Result<(), TestCaseError> {
+        prop_assert!(out.starts_with('/'), "{out}");
+        prop_assert!(!out.contains("//"), "{out}");
+        let upper = out.to_ascii_uppercase();
+        for encoded in ["%2F", "%5C", "%2E", "%00", "%7E", "%41"] {
+            prop_assert!(!upper.contains(encoded), "{out} still holds {encoded}");
+        }
+        prop_assert!(!out.contains('\\') && !out.contains(';'), "{out}");
+        for seg in out[1..].split('/') {
+            prop_assert!(seg != "." && seg != "..", "{out} has a dot segment");
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_on_any_string(raw in any::<String>()) {
+            if let Ok(out) = normalize(&raw) {
+                check_output(&out)?;
+            }
+        }
+
+        #[test]
+        fn idempotent_and_unambiguous(raw in tricky_path()) {
+            // A refused path has no output to check; an accepted one must be a fixed point.
+            if let Ok(once) = normalize(&raw) {
+                check_output(&once)?;
+                let twice = normalize(&once);
+                prop_assert_eq!(twice.as_deref(), Ok(once.as_ref()), "{}", raw);
+            }
+        }
+
+        #[test]
+        fn prefixed_tricks_never_escape_a_protected_prefix(raw in tricky_path()) {
+            // Whatever follows `/public/`, a normalized result stays under it (no `..` climbs).
+            let full = format!("/public/{raw}");
+            if let Ok(out) = normalize(&full) {
+                prop_assert!(out.starts_with("/public/"), "{} -> {}", full, out);
+            }
+        }
+    }
+}

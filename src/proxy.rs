@@ -2,6 +2,7 @@
 //! (token from cache or JWKS, DPoP proof, client certificate), calls the pure `decide`, writes the
 //! audit record, then forwards or answers with the spec's denial.
 
+pub mod body_limit;
 mod client_body;
 mod consent;
 pub mod credentials;
@@ -31,7 +32,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::consent::ConsentClient;
 use crate::decide::{AuthScheme, Decision};
-use crate::dpop::MemoryReplayCache;
+use crate::dpop::{MemoryReplayStore, ReplayStore};
 use crate::http_client::HttpsClient;
 use crate::metrics::{self, Metrics};
 use crate::path;
@@ -41,6 +42,7 @@ use crate::response::{self, Body, ChallengeContext, INTERACTION_ID};
 use crate::token::{TokenDigest, TokenVerifier, VerifiedToken};
 use crate::txn_token::{TxnTokenIssuer, TxnTokenVerifier};
 
+use body_limit::{BodySlot, BufferBudget};
 use forward::{Upstream, UpstreamError};
 use record::{Outcome, RequestInfo};
 
@@ -72,7 +74,8 @@ pub struct Guard {
     clock: Clock,
     metrics: Arc<Metrics>,
     audit: AuditLog,
-    replay: MemoryReplayCache,
+    replay: ReplayStore,
+    buffers: BufferBudget,
     txn_issuer: Option<TxnTokenIssuer>,
     txn_verifier: Option<TxnTokenVerifier>,
     consent: Option<ConsentClient>,
@@ -97,6 +100,9 @@ pub struct Evaluation {
     pub consent: Option<ConsentInfo>,
     /// The consent record's purpose, which takes precedence over the token's.
     pub consent_purpose: Option<String>,
+    /// A refusal that even `mode: audit` does not forward: the request body was consumed without
+    /// being kept (over the limit, buffer budget spent), or a form body carries an access token.
+    pub refused_outright: bool,
 }
 
 impl Evaluation {
@@ -112,6 +118,7 @@ impl Evaluation {
             txn: None,
             consent: None,
             consent_purpose: None,
+            refused_outright: false,
         }
     }
 
@@ -125,6 +132,9 @@ impl Evaluation {
 
     /// Forward the request? Allowed ones, and denials on a route in `mode: audit`.
     fn forwards(&self) -> bool {
+        if self.refused_outright {
+            return false;
+        }
         match self.decision {
             Decision::Allow(_) => true,
             Decision::Deny(_) => self.route.as_ref().is_some_and(|r| r.mode == Mode::Audit),
@@ -184,7 +194,13 @@ impl Guard {
             clock,
             metrics,
             audit,
-            replay: MemoryReplayCache::default(),
+            replay: ReplayStore::Memory(MemoryReplayStore::new(
+                config.dpop.replay_cache_max_entries,
+            )),
+            buffers: BufferBudget::new(
+                config.listen.limits.max_buffered_bytes,
+                config.listen.limits.max_body_bytes,
+            ),
             config,
             draining: AtomicBool::new(false),
         })
@@ -284,17 +300,35 @@ impl Guard {
     ) -> Response<Body> {
         let (mut parts, body) = req.into_parts();
         let policies = self.policies.load_full();
-        let (mut body, early) = self.read_body_if_needed(&parts.headers, body).await;
+        // Issue 9 (defect 9): one limit for every transfer coding, and a body is read only for
+        // a request that is otherwise authorized (`evaluate` reads a JSON body for the consent
+        // check only after token, binding, scope and replay passed; the form check runs last).
+        let limit = self.config.listen.limits.max_body_bytes;
+        let mut slot = BodySlot::new(body_limit::limited(body, limit, self.metrics.clone()));
+        let early = self.early_refusal(&parts.headers);
         let peer = self.peer_facts(&parts, conn);
         let early = early.or(peer.as_ref().err().copied());
         let peer = peer.unwrap_or_default();
         let mut eval = match early {
             Some(r) => Evaluation::early(r, None),
             None => {
-                self.evaluate(&parts, &policies, peer.cert_sha256.as_ref(), &mut body)
+                self.evaluate(&parts, &policies, peer.cert_sha256.as_ref(), &mut slot)
                     .await
             }
         };
+        if eval.forwards()
+            && let Err(r) = self.check_form_body(&parts.headers, &mut slot).await
+        {
+            eval.decision = Decision::Deny(r);
+            eval.refused_outright = true;
+        }
+        eval.refused_outright |= slot.spoiled;
+        // The buffered bytes count against `max_buffered_bytes` until the request is done.
+        let BodySlot {
+            body,
+            permit: _buffered,
+            ..
+        } = slot;
         let info = RequestInfo {
             interaction_id: iid,
             trace_id,
@@ -401,12 +435,22 @@ impl Guard {
                 eval.decision = Decision::Deny(DenyReason::RequestMalformed);
                 self.respond_deny(&eval, iid, trace_id)
             }
+            // The streamed body passed `max_body_bytes` before the API answered: the client's
+            // fault too (counted in fapi_guard_body_limit_exceeded_total, not as an upstream
+            // error).
+            Err(UpstreamError::BodyTooLarge) => {
+                outcome.finish(413, Some(UpstreamError::BodyTooLarge.kind()));
+                eval.decision = Decision::Deny(DenyReason::RequestTooLarge);
+                self.respond_deny(&eval, iid, trace_id)
+            }
             Err(e) => {
                 self.metrics.upstream_error(e.kind());
                 tracing::warn!(interaction_id = iid, trace_id, error = %e, "upstream error");
                 let (status, code) = match e {
                     UpstreamError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
-                    UpstreamError::Connect | UpstreamError::Protocol => {
+                    UpstreamError::Connect
+                    | UpstreamError::Protocol
+                    | UpstreamError::BodyTooLarge => {
                         (StatusCode::BAD_GATEWAY, "upstream_unavailable")
                     }
                 };

@@ -374,13 +374,22 @@ async fn request_shape_denials() {
         assert_eq!((r.status, r.reason()), (status, Some(reason)), "{name}");
     }
 
-    // token in a form body (RFC 6750 §2.2) and an oversized body
-    let form = Request::post(w.proxy.url("/accounts"))
+    // token in a form body (RFC 6750 §2.2), checked once the request is otherwise allowed
+    // (issue 9: authorize before buffering), and an oversized body
+    let payments = w.key.token(|_, c| c["scope"] = json!("payments"));
+    let form = Request::post(w.proxy.url("/payments"))
+        .header("authorization", bearer(&payments))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(Full::new(Bytes::from(format!("a=1&access_token={t}"))))
         .expect("req");
     let r = send(form).await;
     assert_eq!((r.status, r.reason()), (400, Some("request_malformed")));
+    let unrouted = Request::post(w.proxy.url("/accounts"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Full::new(Bytes::from(format!("a=1&access_token={t}"))))
+        .expect("req");
+    let r = send(unrouted).await;
+    assert_eq!((r.status, r.reason()), (404, Some("route_not_found")));
     let big = Request::post(w.proxy.url("/payments"))
         .header("authorization", &auth)
         .body(Full::new(Bytes::from(vec![b'x'; 10_000])))

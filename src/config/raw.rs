@@ -83,6 +83,8 @@ fn default_xfcc_format() -> ForwardedFormat {
 pub struct RawLimits {
     pub max_header_bytes: usize,
     pub max_body_bytes: usize,
+    /// Bound on the memory all buffered request bodies take together (issue 9).
+    pub max_buffered_bytes: usize,
     pub header_read_timeout: HumanDuration,
     pub request_timeout: HumanDuration,
 }
@@ -92,6 +94,7 @@ impl Default for RawLimits {
         Self {
             max_header_bytes: 16 * 1024,
             max_body_bytes: 1024 * 1024,
+            max_buffered_bytes: 64 * 1024 * 1024,
             header_read_timeout: HumanDuration(Duration::from_secs(5)),
             request_timeout: HumanDuration(Duration::from_secs(30)),
         }
@@ -274,6 +277,13 @@ impl RawListen {
                 "must be at least 1024",
             ));
         }
+        if l.max_buffered_bytes < l.max_body_bytes {
+            return Err(InvalidConfig::new(
+                file,
+                "listen.limits.max_buffered_bytes",
+                "must be at least listen.limits.max_body_bytes (one buffered body must fit)",
+            ));
+        }
         let forwarded_client_cert = match self.forwarded_client_cert {
             None => None,
             Some(f) => {
@@ -319,6 +329,7 @@ impl RawListen {
             limits: Limits {
                 max_header_bytes: l.max_header_bytes,
                 max_body_bytes: l.max_body_bytes,
+                max_buffered_bytes: l.max_buffered_bytes,
                 header_read_timeout: l.header_read_timeout.0,
                 request_timeout: l.request_timeout.0,
             },

@@ -133,3 +133,32 @@ fn consent_section_compiles_and_names_its_fields() {
         assert_eq!(e.field, field, "{name}: {e}");
     }
 }
+
+#[test]
+fn buffer_budget_and_replay_limit_compile_and_are_checked() {
+    let c = load(MINIMAL).expect("valid");
+    assert_eq!(c.listen.limits.max_buffered_bytes, 64 * 1024 * 1024);
+    assert_eq!(c.dpop.replay_cache_max_entries, 500_000);
+    let limits =
+        |lines: &str| MINIMAL.replace("upstream:", &format!("  limits:\n{lines}upstream:"));
+    let c = load(&limits(
+        "    max_body_bytes: 4096\n    max_buffered_bytes: 8192\n",
+    ))
+    .expect("valid");
+    assert_eq!(c.listen.limits.max_buffered_bytes, 8192);
+    let e = load(&limits(
+        "    max_body_bytes: 8192\n    max_buffered_bytes: 4096\n",
+    ))
+    .expect_err("a budget smaller than one body");
+    assert_eq!(e.field, "listen.limits.max_buffered_bytes", "{e}");
+    let c = load(&format!("{MINIMAL}dpop:\n  replay_cache_max_entries: 20\n")).expect("valid");
+    assert_eq!(c.dpop.replay_cache_max_entries, 20);
+    for bad in ["0", "50000001"] {
+        let e = load(&format!(
+            "{MINIMAL}dpop:\n  replay_cache_max_entries: {bad}\n"
+        ))
+        .expect_err(bad);
+        assert_eq!(e.field, "dpop.replay_cache_max_entries", "{bad}: {e}");
+        assert!(e.message.contains("outside 1..=50000000"), "{bad}: {e}");
+    }
+}

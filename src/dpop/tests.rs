@@ -1,5 +1,6 @@
 use super::*;
 use crate::dpop::testkit::{TestKey, header, mint};
+use crate::reason::DenyReason;
 use serde_json::json;
 
 fn config(yaml: &str) -> Result<DpopConfig, String> {
@@ -123,9 +124,11 @@ fn replayed_proof_is_refused() {
         now,
     };
     let settings = DpopSettings::default();
-    let cache = MemoryReplayCache::new(1_000);
+    let store = MemoryReplayStore::new(1_000);
     let verified = verify_proof(&req, &settings).expect("valid");
-    assert_eq!(check_replay(&cache, &verified, now), Ok(()));
+    let record =
+        |p: &VerifiedProof, now| store.check_and_insert(p.replay_key, p.replay_expires_at, now);
+    assert_eq!(record(&verified, now), Ok(true));
     let again = verify_proof(
         &ProofRequest {
             now: now + 5,
@@ -134,10 +137,8 @@ fn replayed_proof_is_refused() {
         &settings,
     )
     .expect("valid");
-    assert_eq!(
-        check_replay(&cache, &again, now + 5),
-        Err(DenyReason::DpopProofReplayed)
-    );
+    assert_eq!(again.replay_key, verified.replay_key);
+    assert_eq!(record(&again, now + 5), Ok(false));
     // Once the proof's window has passed, verify_proof itself refuses it as stale.
     let late = ProofRequest {
         now: verified.replay_expires_at + 1,

@@ -225,8 +225,15 @@ fn every_spec_metric_is_exported() {
         "fapi_guard_audit_failures_total",
         "fapi_guard_jwks_refreshes_total",
     ];
-    for name in spec {
-        assert!(names.contains(name), "{name} not exported");
+    // Beyond spec §9, documented in docs/configuration.md (issue 9: bounded state and buffers).
+    let hardening = [
+        "fapi_guard_replay_cache_entries",
+        "fapi_guard_replay_cache_full_total",
+        "fapi_guard_body_buffer_exhausted_total",
+        "fapi_guard_body_limit_exceeded_total",
+    ];
+    for name in spec.iter().chain(&hardening) {
+        assert!(names.contains(*name), "{name} not exported");
     }
     let families = names
         .iter()
@@ -238,7 +245,7 @@ fn every_spec_metric_is_exported() {
         .collect::<BTreeSet<_>>();
     assert_eq!(
         families.len(),
-        spec.len(),
+        spec.len() + hardening.len(),
         "unexpected extra families: {families:?}"
     );
 }
@@ -325,5 +332,34 @@ fn dashboard_and_alerts_only_use_exported_metrics() {
                 "{file}: {name} is not exported by Metrics"
             );
         }
+    }
+}
+
+#[test]
+fn hardening_metrics_are_exported_from_the_start_and_count() {
+    let m = Metrics::new();
+    let text = m.encode();
+    for line in [
+        "fapi_guard_replay_cache_entries 0",
+        "fapi_guard_replay_cache_full_total 0",
+        "fapi_guard_body_buffer_exhausted_total 0",
+        "fapi_guard_body_limit_exceeded_total 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?}");
+    }
+    m.set_replay_entries(42);
+    m.replay_full();
+    m.buffer_exhausted();
+    m.buffer_exhausted();
+    m.body_too_large();
+    let text = m.encode();
+    for line in [
+        "fapi_guard_replay_cache_entries 42",
+        "fapi_guard_replay_cache_full_total 1",
+        "fapi_guard_body_buffer_exhausted_total 2",
+        "fapi_guard_body_limit_exceeded_total 1",
+        "# TYPE fapi_guard_replay_cache_entries gauge",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?}");
     }
 }

@@ -12,10 +12,11 @@ use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt;
 
-use crate::response::Body;
+use super::body_limit::{BodyFailure, RequestBody};
 
-/// Wraps `inner`; the flag turns true when it yields an error.
-pub fn watch(inner: Body) -> (Body, ClientBodyFailed) {
+/// Wraps `inner`; the flag turns true when the client's side fails (not when the body passes
+/// `max_body_bytes`: that is answered 413 by the caller).
+pub fn watch(inner: RequestBody) -> (RequestBody, ClientBodyFailed) {
     let failed = ClientBodyFailed(Arc::new(AtomicBool::new(false)));
     let body = Watched {
         inner,
@@ -35,20 +36,20 @@ impl ClientBodyFailed {
 }
 
 struct Watched {
-    inner: Body,
+    inner: RequestBody,
     failed: ClientBodyFailed,
 }
 
 impl HttpBody for Watched {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyFailure;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyFailure>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Err(_))) = &polled {
+        if let Poll::Ready(Some(Err(BodyFailure::Client(_)))) = &polled {
             self.failed.0.store(true, Ordering::Relaxed);
         }
         polled

@@ -4,16 +4,15 @@
 //! `crate::consent`.
 
 use http::header::CONTENT_TYPE;
-use http_body_util::{BodyExt, Limited};
 use serde_json::Value;
 
 use super::Guard;
+use super::body_limit::BodySlot;
 use crate::consent::{
     ConsentContext, ConsentLookupError, ConsentOutcome, ConsentRule, judge, parse_body,
 };
 use crate::path;
 use crate::reason::DenyReason;
-use crate::response::{self, Body};
 use crate::token::VerifiedToken;
 
 impl Guard {
@@ -23,7 +22,7 @@ impl Guard {
         token: &VerifiedToken,
         parts: &http::request::Parts,
         params: &matchit::Params<'_, '_>,
-        body: &mut Body,
+        body: &mut BodySlot,
         now: i64,
     ) -> ConsentOutcome {
         let json = if rule.needs_body() {
@@ -74,12 +73,13 @@ impl Guard {
         )
     }
 
-    /// Reads a JSON body, bounded by `max_body_bytes`, and puts the identical bytes back for
-    /// the upstream. Non-JSON or malformed JSON → 400; too large → 413.
+    /// Reads a JSON body (within `max_body_bytes` and the buffer budget) and leaves the
+    /// identical bytes for the upstream. Non-JSON, malformed or ambiguous JSON → 400; too
+    /// large → 413; budget spent → 503.
     async fn json_body(
         &self,
         parts: &http::request::Parts,
-        body: &mut Body,
+        body: &mut BodySlot,
     ) -> Result<Value, DenyReason> {
         let is_json = parts
             .headers
@@ -91,14 +91,10 @@ impl Guard {
         if !is_json {
             return Err(DenyReason::RequestMalformed);
         }
-        let taken = std::mem::replace(body, response::full(""));
-        let bytes = Limited::new(taken, self.config.listen.limits.max_body_bytes)
-            .collect()
-            .await
-            .map_err(|_| DenyReason::RequestTooLarge)?
-            .to_bytes();
-        let parsed = parse_body(&bytes).map_err(|_| DenyReason::RequestMalformed);
-        *body = response::full(bytes);
-        parsed
+        let bytes = self.buffer_body(&parts.headers, body).await?;
+        parse_body(&bytes).map_err(|e| {
+            tracing::info!(error = %e, "request body refused");
+            DenyReason::RequestMalformed
+        })
     }
 }

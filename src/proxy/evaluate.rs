@@ -3,13 +3,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::body_limit::BodySlot;
 use super::{Evaluation, Guard, credentials};
 use crate::decide::{self, AuthScheme, DpopFact, Facts, TokenFact};
-use crate::dpop::{self, ProofRequest, VerifiedProof};
+use crate::dpop::{self, ProofRequest, ReplayUnavailable, VerifiedProof};
 use crate::path;
 use crate::policy::PolicySet;
 use crate::reason::DenyReason;
-use crate::response::Body;
 use crate::token::{self, TokenDigest, TokenFailure, VerifiedToken};
 use crate::txn_token;
 
@@ -20,7 +20,7 @@ impl Guard {
         parts: &http::request::Parts,
         policies: &PolicySet,
         client_cert: Option<&[u8; 32]>,
-        body: &mut Body,
+        body: &mut BodySlot,
     ) -> Evaluation {
         // Spec §5: ambiguous paths are refused before any matching.
         let Ok(norm) = path::normalize(parts.uri.path()) else {
@@ -118,6 +118,14 @@ impl Guard {
         let t0 = Instant::now();
         eval.decision = decide::decide(&facts, &route);
         eval.decide_ns = t0.elapsed().as_nanos() as u64;
+        // RFC 9449 §11.1, recorded only once the proof binds an otherwise acceptable token.
+        if let Some(Ok(p)) = &verified_proof
+            && decide::dpop_bound(&facts, &route)
+            && let Err(r) = self.record_proof(p, now).await
+        {
+            eval.decision = decide::Decision::Deny(r);
+            return eval;
+        }
         let (Some(rule), Some(t)) = (&route.consent, &eval.token) else {
             return eval;
         };
@@ -157,7 +165,8 @@ impl Guard {
         self.tokens.verify(raw, digest).await
     }
 
-    /// RFC 9449 §4.3 against `listen.public_url` + the request path, then the replay check.
+    /// RFC 9449 §4.3 against `listen.public_url` + the request path (signature and claims; the
+    /// replay check comes after `decide`, see [`Self::record_proof`]).
     fn verify_proof(
         &self,
         parts: &http::request::Parts,
@@ -173,10 +182,30 @@ impl Guard {
             access_token: Some(access_token),
             now,
         };
-        let verified = dpop::verify_proof(&req, &self.config.dpop)?;
-        dpop::check_replay(&self.replay, &verified, now).inspect_err(|_| {
-            self.metrics.dpop_replay();
-        })?;
-        Ok(verified)
+        dpop::verify_proof(&req, &self.config.dpop)
+    }
+
+    /// RFC 9449 §11.1: a proof is accepted once per target URI within its window. A store that
+    /// cannot answer (full, or a shared backend down) refuses the proof: fail closed.
+    async fn record_proof(&self, p: &VerifiedProof, now: i64) -> Result<(), DenyReason> {
+        let answer = self
+            .replay
+            .check_and_insert(p.replay_key, p.replay_expires_at, now)
+            .await;
+        self.metrics.set_replay_entries(self.replay.entries());
+        match answer {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                self.metrics.dpop_replay();
+                Err(DenyReason::DpopProofReplayed)
+            }
+            Err(e) => {
+                if e == ReplayUnavailable::Full {
+                    self.metrics.replay_full();
+                }
+                tracing::warn!(error = %e, "DPoP replay check unavailable; refusing the proof");
+                Err(DenyReason::DependencyUnavailable)
+            }
+        }
     }
 }

@@ -14,9 +14,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use super::body_limit::{self, RequestBody};
 use crate::config::UpstreamSettings;
 use crate::metrics::Metrics;
-use crate::response::Body;
 
 /// Why the upstream did not answer. The decision was already made; these end in 502/504.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -27,6 +27,9 @@ pub enum UpstreamError {
     Timeout,
     #[error("upstream failed")]
     Protocol,
+    /// The streamed request body passed `limits.max_body_bytes`; the upstream request was cut.
+    #[error("request body over the limit")]
+    BodyTooLarge,
 }
 
 impl UpstreamError {
@@ -36,12 +39,13 @@ impl UpstreamError {
             Self::Connect => "connect",
             Self::Timeout => "timeout",
             Self::Protocol => "protocol",
+            Self::BodyTooLarge => "body_too_large",
         }
     }
 }
 
 pub struct Upstream {
-    client: Client<HttpConnector, Body>,
+    client: Client<HttpConnector, RequestBody>,
     origin: String,
     prefix: String,
     timeout: Duration,
@@ -81,13 +85,17 @@ impl Upstream {
 
     /// Sends the request; the response head must arrive within `upstream.timeout`, the body
     /// then streams.
-    pub async fn send(&self, mut req: Request<Body>) -> Result<Response<Incoming>, UpstreamError> {
+    pub async fn send(
+        &self,
+        mut req: Request<RequestBody>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
         // The pooled client speaks HTTP/1.1 to the API beside us, whatever the client spoke.
         *req.version_mut() = Version::HTTP_11;
         match tokio::time::timeout(self.timeout, self.client.request(req)).await {
             Err(_) => Err(UpstreamError::Timeout),
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Connect),
+            Ok(Err(e)) if body_limit::is_too_large(&e) => Err(UpstreamError::BodyTooLarge),
             Ok(Err(_)) => Err(UpstreamError::Protocol),
         }
     }

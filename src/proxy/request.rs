@@ -2,18 +2,17 @@
 //! needs it, the client certificate, and the verified context for the upstream (identity
 //! headers, Txn-Token).
 
+use bytes::Bytes;
 use http::HeaderMap;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
-use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 
+use super::body_limit::{BodySlot, BufferError};
 use super::{ConnInfo, Evaluation, Guard, headers, host};
 use crate::audit::AuditRecord;
 use crate::decide::Decision;
 use crate::identity::{IdentityFields, IdentityValues};
 use crate::path;
 use crate::reason::DenyReason;
-use crate::response::{self, Body};
 use crate::txn_token::{self, RequestContext, TxnContext};
 
 /// The verified context for the upstream, computed before the decision is recorded and set
@@ -102,32 +101,55 @@ impl Guard {
         Ok(ctx)
     }
 
-    /// Reads the body only where a check needs it: a form body may carry an access token (RFC
-    /// 6750 §2.2), which is refused. Everything else streams untouched.
-    pub(super) async fn read_body_if_needed(
-        &self,
-        h: &HeaderMap,
-        body: Incoming,
-    ) -> (Body, Option<DenyReason>) {
+    /// Refusals that need no body and no route: oversized headers, and a declared
+    /// `Content-Length` over `max_body_bytes` (413 before a byte of the body is read).
+    pub(super) fn early_refusal(&self, h: &HeaderMap) -> Option<DenyReason> {
         let limits = self.config.listen.limits;
         if headers::header_bytes(h) > limits.max_header_bytes {
-            return (response::full(""), Some(DenyReason::HeadersTooLarge));
+            return Some(DenyReason::HeadersTooLarge);
         }
         if content_length(h).is_some_and(|n| n > limits.max_body_bytes as u64) {
-            return (response::full(""), Some(DenyReason::RequestTooLarge));
+            return Some(DenyReason::RequestTooLarge);
         }
+        None
+    }
+
+    /// RFC 6750 §2.2: a form body may carry an access token, which is refused. Called only for
+    /// a request that is otherwise allowed (authorize before you buffer); any other body
+    /// streams untouched.
+    pub(super) async fn check_form_body(
+        &self,
+        h: &HeaderMap,
+        slot: &mut BodySlot,
+    ) -> Result<(), DenyReason> {
         if !is_form(h) {
-            return (body.boxed(), None);
+            return Ok(());
         }
-        match Limited::new(body, limits.max_body_bytes).collect().await {
-            Ok(b) => {
-                let bytes = b.to_bytes();
-                let early =
-                    path::form_has_access_token(&bytes).then_some(DenyReason::RequestMalformed);
-                (response::full(bytes), early)
-            }
-            Err(_) => (response::full(""), Some(DenyReason::RequestTooLarge)),
+        let bytes = self.buffer_body(h, slot).await?;
+        if path::form_has_access_token(&bytes) {
+            return Err(DenyReason::RequestMalformed);
         }
+        Ok(())
+    }
+
+    /// Reads the whole body within `max_body_bytes` and the buffer budget, leaving the identical
+    /// bytes in `slot` for the upstream.
+    pub(super) async fn buffer_body(
+        &self,
+        h: &HeaderMap,
+        slot: &mut BodySlot,
+    ) -> Result<Bytes, DenyReason> {
+        self.buffers
+            .buffer(slot, content_length(h), &self.metrics)
+            .await
+            .map_err(|e| match e {
+                BufferError::TooLarge => DenyReason::RequestTooLarge,
+                BufferError::BudgetSpent => {
+                    tracing::warn!("request body buffer budget spent; refusing");
+                    DenyReason::DependencyUnavailable
+                }
+                BufferError::Client => DenyReason::RequestMalformed,
+            })
     }
 
     /// The authority the client addressed and the client certificate: this connection's
