@@ -5,8 +5,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::policy::PolicySet;
-
 #[derive(Debug, Parser)]
 #[command(
     name = "fapi-guard",
@@ -57,10 +55,18 @@ pub enum AuditCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
-    /// Parse and compile policy files; errors as FILE:LINE:COL: FIELD: message.
+    /// Parse and compile policy and test files; every error as FILE:LINE:COL: FIELD: message,
+    /// plus warnings for legal but suspicious policies. Exit 0 clean, 1 on errors.
     Check {
+        /// Policy files, `*_test.yaml` files, or directories holding them.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// Treat warnings as errors (exit 1 when there is any).
+        #[arg(long)]
+        strict: bool,
+        /// Output format: `text` (one line per finding) or `json` (for CI annotations).
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
     },
     /// Run policy test files (`*_test.yaml`, or directories holding them); exit 1 on failure.
     Test {
@@ -91,8 +97,13 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         }),
         Command::Policy {
-            command: PolicyCommand::Check { paths },
-        } => policy_check(&paths),
+            command:
+                PolicyCommand::Check {
+                    paths,
+                    strict,
+                    format,
+                },
+        } => policy_check(&paths, strict, format),
         Command::Policy {
             command: PolicyCommand::Test { paths },
         } => policy_test(&paths),
@@ -106,23 +117,23 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-fn policy_check(paths: &[PathBuf]) -> ExitCode {
-    match PolicySet::load(paths) {
-        Ok(set) => {
-            println!(
-                "ok: {} api(s), {} route(s), revision {}",
-                set.apis().len(),
-                set.routes().len(),
-                set.revision()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(errs) => {
-            for e in errs {
-                eprintln!("{e}");
-            }
-            ExitCode::from(1)
-        }
+/// `policy check --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CheckFormat {
+    Text,
+    Json,
+}
+
+fn policy_check(paths: &[PathBuf], strict: bool, format: CheckFormat) -> ExitCode {
+    let report = crate::policy::check::check(paths);
+    match format {
+        CheckFormat::Text => print!("{}", report.text()),
+        CheckFormat::Json => println!("{}", report.json()),
+    }
+    if report.errors() > 0 || (strict && report.warnings() > 0) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

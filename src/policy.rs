@@ -1,11 +1,12 @@
 //! Policies (spec §5): YAML files written by API owners, compiled once into a `PolicySet` — the
 //! route table the hot path matches against.
 
+pub mod check;
 mod compile;
+mod lint;
 mod raw;
 pub mod testing;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -181,9 +182,6 @@ fn is_policy_file(f: &Path) -> bool {
         && !name.ends_with("_test.yml")
         && !name.starts_with('.')
 }
-
-/// Route names per API, for error messages about conflicts.
-type NameIndex = HashMap<String, (Arc<str>, Arc<str>)>;
 
 #[cfg(test)]
 mod tests;

@@ -41,6 +41,9 @@ pub struct RawRoute {
     pub binding: Option<Binding>,
     #[serde(default)]
     pub public: bool,
+    /// Per-route rollout mode; absent: the policy's `mode`.
+    #[serde(default)]
+    pub mode: Option<Mode>,
     /// RFC 8693 `act` chain rule; absent: tokens with `act` are refused.
     #[serde(default)]
     pub delegation: Option<RawDelegation>,

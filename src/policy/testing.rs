@@ -18,9 +18,10 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::PolicySet;
+use super::{PolicySet, Route};
 use crate::clock::Clock;
-use crate::config::{InvalidConfig, IssuerSettings, KeySource, parse_yaml, resolve};
+use crate::config::hint::closest;
+use crate::config::{InvalidConfig, IssuerSettings, KeySource, parse_yaml_list, resolve};
 use crate::consent::{ConsentContext, ConsentOutcome, ConsentRecord, ConsentRule, judge};
 use crate::decide::{self, AuthScheme, Decision, DpopFact, Facts, TokenFact};
 use crate::path;
@@ -74,11 +75,14 @@ enum Expect {
 }
 
 /// One case's verdict.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct CaseResult {
     pub name: String,
     pub expected: String,
     pub got: String,
+    /// The route the request matched, if any (for coverage).
+    pub route: Option<Arc<Route>>,
+    pub decision: Decision,
 }
 
 impl CaseResult {
@@ -87,28 +91,69 @@ impl CaseResult {
     }
 }
 
-/// Runs every case of one `*_test.yaml` file.
-pub fn run_file(file: &Path) -> Result<Vec<CaseResult>, Vec<InvalidConfig>> {
+/// Reads a test file: every structural error, and every `expect` naming no reason code (with
+/// the closest code as a hint), located.
+fn read_file(file: &Path) -> Result<(RawTestFile, Vec<String>), Vec<InvalidConfig>> {
     let src = std::fs::read_to_string(file)
         .map_err(|e| vec![InvalidConfig::new(file, "", format!("cannot read: {e}"))])?;
-    let raw: RawTestFile = parse_yaml(file, &src).map_err(|e| vec![e])?;
+    let parsed = parse_yaml_list::<RawTestFile, RawCase>(file, &src, "cases");
+    let mut errors = parsed.errors;
+    let marks = parsed.marks;
+    let Some(raw) = parsed.value else {
+        return Err(errors);
+    };
+    let mut expected = Vec::with_capacity(raw.cases.len());
+    for (case, &i) in raw.cases.iter().zip(&parsed.kept) {
+        let field = format!("cases[{i}] ({})", case.name);
+        match &case.expect {
+            Expect::Word(w) if w == "allow" => expected.push("allow".to_owned()),
+            Expect::Deny { deny } if DenyReason::parse(deny).is_some() => {
+                expected.push(format!("deny {deny}"));
+            }
+            Expect::Deny { deny } => {
+                let hint = closest(deny, DenyReason::ALL.iter().map(|r| r.as_str()))
+                    .map_or(String::new(), |c| format!(", did you mean `{c}`?"));
+                errors.push(
+                    InvalidConfig::new(
+                        file,
+                        format!("{field}.expect.deny"),
+                        format!("unknown deny reason `{deny}`{hint}"),
+                    )
+                    .locate(&marks),
+                );
+            }
+            Expect::Word(w) => errors.push(
+                InvalidConfig::new(
+                    file,
+                    format!("{field}.expect"),
+                    format!("`{w}`: must be `allow` or `{{deny: <reason code>}}`"),
+                )
+                .locate(&marks),
+            ),
+        }
+    }
+    errors.sort_by_key(|e| (e.line, e.column));
+    if errors.is_empty() {
+        Ok((raw, expected))
+    } else {
+        Err(errors)
+    }
+}
+
+/// `policy check` on a test file: its errors, none when it is well-formed.
+pub fn check_file(file: &Path) -> Vec<InvalidConfig> {
+    read_file(file).err().unwrap_or_default()
+}
+
+/// Runs every case of one `*_test.yaml` file.
+pub fn run_file(file: &Path) -> Result<Vec<CaseResult>, Vec<InvalidConfig>> {
+    let (raw, expected) = read_file(file)?;
     let policies = PolicySet::load(&[resolve(file, &raw.policy)])?;
     let public_url = raw.public_url.as_deref().unwrap_or(PUBLIC_URL);
     let mut results = Vec::with_capacity(raw.cases.len());
-    for (i, case) in raw.cases.into_iter().enumerate() {
-        let field = format!("cases[{i}] ({})", case.name);
-        let expected = match &case.expect {
-            Expect::Word(w) if w == "allow" => "allow".to_owned(),
-            Expect::Deny { deny } if DenyReason::parse(deny).is_some() => format!("deny {deny}"),
-            _ => {
-                return Err(vec![InvalidConfig::new(
-                    file,
-                    format!("{field}.expect"),
-                    "must be `allow` or `{deny: <reason code>}`",
-                )]);
-            }
-        };
-        let got = match run_case(&policies, &case, public_url) {
+    for (case, expected) in raw.cases.into_iter().zip(expected) {
+        let (decision, route) = run_case(&policies, &case, public_url);
+        let got = match decision {
             Decision::Allow(_) => "allow".to_owned(),
             Decision::Deny(r) => format!("deny {r}"),
         };
@@ -116,13 +161,19 @@ pub fn run_file(file: &Path) -> Result<Vec<CaseResult>, Vec<InvalidConfig>> {
             name: case.name,
             expected,
             got,
+            route,
+            decision,
         });
     }
     Ok(results)
 }
 
-fn run_case(policies: &PolicySet, case: &RawCase, public_url: &str) -> Decision {
-    let deny = Decision::Deny;
+fn run_case(
+    policies: &PolicySet,
+    case: &RawCase,
+    public_url: &str,
+) -> (Decision, Option<Arc<Route>>) {
+    let deny = |r| (Decision::Deny(r), None);
     let req = &case.request;
     let Ok(method) = Method::from_bytes(req.method.as_bytes()) else {
         return deny(DenyReason::RequestMalformed);
@@ -141,6 +192,18 @@ fn run_case(policies: &PolicySet, case: &RawCase, public_url: &str) -> Decision 
         return deny(DenyReason::RouteNotFound);
     };
     let route = m.route;
+    let d = decide_case(route, &m.params, case, query, public_url);
+    (d, Some(route.clone()))
+}
+
+fn decide_case(
+    route: &Route,
+    params: &matchit::Params<'_, '_>,
+    case: &RawCase,
+    query: Option<&str>,
+    public_url: &str,
+) -> Decision {
+    let deny = Decision::Deny;
     let now = Clock::system().now_unix();
     let token = match &case.token {
         None => None,
@@ -180,7 +243,7 @@ fn run_case(policies: &PolicySet, case: &RawCase, public_url: &str) -> Decision 
     if decide::settled_before_consent(first) {
         return first;
     }
-    let outcome = consent(rule, t, case, &m.params, query, public_url, now);
+    let outcome = consent(rule, t, case, params, query, public_url, now);
     facts.consent = outcome.result;
     facts.consent_purpose = outcome.purpose.as_deref();
     decide::decide(&facts, route)
@@ -285,20 +348,22 @@ fn token_from(
     VerifiedToken::from_claims(issuer, [0; 32], c)
 }
 
+/// `*_test.yaml` / `*_test.yml`.
+pub fn is_test_file(p: &Path) -> bool {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.ends_with("_test.yaml") || n.ends_with("_test.yml"))
+}
+
 /// `*_test.yaml` / `*_test.yml` files under `paths` (files or directories), sorted.
 pub fn test_files(paths: &[PathBuf]) -> Vec<PathBuf> {
-    let is_test = |p: &Path| {
-        p.file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.ends_with("_test.yaml") || n.ends_with("_test.yml"))
-    };
     let mut files = Vec::new();
     for p in paths {
         if p.is_dir() {
             if let Ok(rd) = std::fs::read_dir(p) {
                 files.extend(
                     rd.filter_map(|e| e.ok().map(|e| e.path()))
-                        .filter(|f| is_test(f)),
+                        .filter(|f| is_test_file(f)),
                 );
             }
         } else {
