@@ -68,6 +68,9 @@ pub enum PolicyCommand {
         #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
         format: CheckFormat,
     },
+    /// Print the JSON Schema (draft 2020-12) of policy and policy test files, for editors
+    /// (`# yaml-language-server: $schema=schema.json`) and CI validators.
+    Schema,
     /// Run policy test files (`*_test.yaml`, or directories holding them); exit 1 on failure.
     Test {
         #[arg(required = true)]
@@ -104,6 +107,12 @@ pub fn run(cli: Cli) -> ExitCode {
                     format,
                 },
         } => policy_check(&paths, strict, format),
+        Command::Policy {
+            command: PolicyCommand::Schema,
+        } => {
+            print!("{}", crate::policy::schema::schema_text());
+            ExitCode::SUCCESS
+        }
         Command::Policy {
             command: PolicyCommand::Test { paths },
         } => policy_test(&paths),

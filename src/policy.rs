@@ -5,6 +5,7 @@ pub mod check;
 mod compile;
 mod lint;
 mod raw;
+pub mod schema;
 pub mod testing;
 
 use std::path::{Path, PathBuf};
@@ -21,7 +22,7 @@ use crate::delegation::DelegationRule;
 pub use raw::RawPolicy;
 
 /// How a route requires the token to be bound to the caller (RFC 9449, RFC 8705).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Binding {
     Dpop,
@@ -43,7 +44,7 @@ impl Binding {
 }
 
 /// `enforce` refuses; `audit` forwards what would be denied and records the would-be denial.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     #[default]

@@ -31,9 +31,11 @@ use crate::token::VerifiedToken;
 const TEST_ISSUER: &str = "policy-test";
 const PUBLIC_URL: &str = "https://api.bank.example";
 
-#[derive(Debug, Deserialize)]
+/// A policy test file (`*_test.yaml`): table tests run by `fapi-guard policy test`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RawTestFile {
+#[schemars(rename = "PolicyTestFile")]
+pub(super) struct RawTestFile {
     /// The policy under test, relative to the test file.
     policy: PathBuf,
     /// The origin RAR `locations` are compared with.
@@ -42,9 +44,11 @@ struct RawTestFile {
     cases: Vec<RawCase>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One case: a request, the token's claims (taken as verified), the consent records the consent service would return, and the expected decision.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RawCase {
+#[schemars(rename = "TestCase")]
+pub(super) struct RawCase {
     name: String,
     request: RawRequest,
     #[serde(default)]
@@ -54,9 +58,11 @@ struct RawCase {
     expect: Expect,
 }
 
-#[derive(Debug, Deserialize)]
+/// The request of a case.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RawRequest {
+#[schemars(rename = "TestRequest")]
+pub(super) struct RawRequest {
     method: String,
     path: String,
     #[serde(default)]
@@ -65,13 +71,27 @@ struct RawRequest {
     body: Option<Value>,
 }
 
-#[derive(Debug, Deserialize)]
+/// `allow`, or `{deny: <reason code>}`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 enum Expect {
     /// `allow`
-    Word(String),
+    Word(#[schemars(schema_with = "allow_schema")] String),
     /// `{deny: reason}`
-    Deny { deny: String },
+    Deny {
+        #[schemars(schema_with = "reason_schema")]
+        deny: String,
+    },
+}
+
+fn allow_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"const": "allow"})
+}
+
+/// The deny reason codes (spec §6), so editors complete them.
+fn reason_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let codes: Vec<&str> = DenyReason::ALL.iter().map(|r| r.as_str()).collect();
+    schemars::json_schema!({"type": "string", "enum": codes})
 }
 
 /// One case's verdict.
@@ -143,6 +163,11 @@ fn read_file(file: &Path) -> Result<(RawTestFile, Vec<String>), Vec<InvalidConfi
 /// `policy check` on a test file: its errors, none when it is well-formed.
 pub fn check_file(file: &Path) -> Vec<InvalidConfig> {
     read_file(file).err().unwrap_or_default()
+}
+
+/// The JSON Schema of the test-file format, from the types the test runner parses.
+pub(super) fn schema_for(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    generator.subschema_for::<RawTestFile>()
 }
 
 /// Runs every case of one `*_test.yaml` file.
