@@ -73,8 +73,15 @@ pub enum PolicyCommand {
     Schema,
     /// Run policy test files (`*_test.yaml`, or directories holding them); exit 1 on failure.
     Test {
+        /// `*_test.yaml` files, or directories holding them.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// Report routes no case exercises and deny reasons no case expects.
+        #[arg(long)]
+        coverage: bool,
+        /// Fail (exit 1) when coverage is below this percentage (implies --coverage).
+        #[arg(long, value_name = "PERCENT")]
+        min_coverage: Option<f64>,
     },
 }
 
@@ -114,8 +121,13 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Policy {
-            command: PolicyCommand::Test { paths },
-        } => policy_test(&paths),
+            command:
+                PolicyCommand::Test {
+                    paths,
+                    coverage,
+                    min_coverage,
+                },
+        } => policy_test(&paths, coverage, min_coverage),
         Command::Audit {
             command: AuditCommand::Verify { files },
         } => ExitCode::from(u8::try_from(crate::audit::run_cli(&files)).unwrap_or(2)),
@@ -146,7 +158,8 @@ fn policy_check(paths: &[PathBuf], strict: bool, format: CheckFormat) -> ExitCod
     }
 }
 
-fn policy_test(paths: &[PathBuf]) -> ExitCode {
+fn policy_test(paths: &[PathBuf], coverage: bool, min_coverage: Option<f64>) -> ExitCode {
+    let mut cov = crate::policy::coverage::Coverage::default();
     let files = crate::policy::testing::test_files(paths);
     if files.is_empty() {
         eprintln!("no *_test.yaml files found");
@@ -154,14 +167,15 @@ fn policy_test(paths: &[PathBuf]) -> ExitCode {
     }
     let (mut passed, mut failed) = (0, 0);
     for file in files {
-        match crate::policy::testing::run_file(&file) {
+        match crate::policy::testing::run_file_with_policy(&file) {
             Err(errs) => {
                 for e in errs {
                     eprintln!("{e}");
                 }
                 return ExitCode::from(2);
             }
-            Ok(results) => {
+            Ok((results, set)) => {
+                cov.add(&set, &results);
                 for r in results {
                     if r.passed() {
                         passed += 1;
@@ -181,6 +195,18 @@ fn policy_test(paths: &[PathBuf]) -> ExitCode {
         }
     }
     println!("{passed} passed, {failed} failed");
+    if coverage || min_coverage.is_some() {
+        print!("{}", cov.report());
+    }
+    if let Some(min) = min_coverage
+        && cov.percent() < min
+    {
+        println!(
+            "coverage {:.1}% is below --min-coverage {min}",
+            cov.percent()
+        );
+        return ExitCode::from(1);
+    }
     if failed == 0 {
         ExitCode::SUCCESS
     } else {

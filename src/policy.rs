@@ -3,6 +3,7 @@
 
 pub mod check;
 mod compile;
+pub mod coverage;
 mod lint;
 mod raw;
 pub mod schema;

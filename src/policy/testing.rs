@@ -172,6 +172,13 @@ pub(super) fn schema_for(generator: &mut schemars::SchemaGenerator) -> schemars:
 
 /// Runs every case of one `*_test.yaml` file.
 pub fn run_file(file: &Path) -> Result<Vec<CaseResult>, Vec<InvalidConfig>> {
+    run_file_with_policy(file).map(|(r, _)| r)
+}
+
+/// `run_file`, also returning the compiled policy the cases ran against (for coverage).
+pub fn run_file_with_policy(
+    file: &Path,
+) -> Result<(Vec<CaseResult>, PolicySet), Vec<InvalidConfig>> {
     let (raw, expected) = read_file(file)?;
     let policies = PolicySet::load(&[resolve(file, &raw.policy)])?;
     let public_url = raw.public_url.as_deref().unwrap_or(PUBLIC_URL);
@@ -190,7 +197,7 @@ pub fn run_file(file: &Path) -> Result<Vec<CaseResult>, Vec<InvalidConfig>> {
             decision,
         });
     }
-    Ok(results)
+    Ok((results, policies))
 }
 
 fn run_case(
