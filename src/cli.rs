@@ -68,6 +68,32 @@ pub enum PolicyCommand {
         #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
         format: CheckFormat,
     },
+    /// Show how a request is decided: each check in order (route, token, binding, scope,
+    /// consent, delegation, purpose, assurance) with the values compared, and the deciding
+    /// reason with its status and challenge. The claims are taken as a verified token.
+    Explain {
+        /// Policy files or directories.
+        #[arg(long = "policy", required = true)]
+        policies: Vec<PathBuf>,
+        /// The request line, e.g. 'GET /accounts/acc-1'.
+        #[arg(long)]
+        request: String,
+        /// JSON file with the token's claims (spec §3 calls it `--token`; both are accepted).
+        #[arg(long, alias = "token", value_name = "CLAIMS.json")]
+        claims: Option<PathBuf>,
+        /// How the token is presented; default: as its `cnf` implies.
+        #[arg(long, value_enum)]
+        binding: Option<crate::policy::testing::Presented>,
+        /// JSON file with the consent record the consent service would return.
+        #[arg(long, value_name = "RECORD.json")]
+        consent: Option<PathBuf>,
+        /// JSON file with the request body.
+        #[arg(long, value_name = "BODY.json")]
+        body: Option<PathBuf>,
+        /// A request header, `Name: value` (repeatable), e.g. 'Consent-ID: bg-1'.
+        #[arg(long = "header", value_name = "NAME: VALUE")]
+        headers: Vec<String>,
+    },
     /// Print the JSON Schema (draft 2020-12) of policy and policy test files, for editors
     /// (`# yaml-language-server: $schema=schema.json`) and CI validators.
     Schema,
@@ -115,6 +141,24 @@ pub fn run(cli: Cli) -> ExitCode {
                 },
         } => policy_check(&paths, strict, format),
         Command::Policy {
+            command:
+                PolicyCommand::Explain {
+                    policies,
+                    request,
+                    claims,
+                    binding,
+                    consent,
+                    body,
+                    headers,
+                },
+        } => policy_explain(
+            &policies,
+            request,
+            [claims, consent, body],
+            binding,
+            &headers,
+        ),
+        Command::Policy {
             command: PolicyCommand::Schema,
         } => {
             print!("{}", crate::policy::schema::schema_text());
@@ -155,6 +199,49 @@ fn policy_check(paths: &[PathBuf], strict: bool, format: CheckFormat) -> ExitCod
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+fn policy_explain(
+    policies: &[PathBuf],
+    request: String,
+    [claims, consent, body]: [Option<PathBuf>; 3],
+    presented: Option<crate::policy::testing::Presented>,
+    headers: &[String],
+) -> ExitCode {
+    use crate::policy::explain;
+    let read = |p: &Option<PathBuf>| p.as_deref().map(explain::read_json).transpose();
+    let input = (|| {
+        let claims = match read(&claims)? {
+            None => None,
+            Some(serde_json::Value::Object(m)) => Some(m),
+            Some(_) => return Err("--claims: the file must hold a JSON object".to_owned()),
+        };
+        let mut hs = std::collections::BTreeMap::new();
+        for h in headers {
+            let (k, v) = h
+                .split_once(':')
+                .ok_or_else(|| format!("--header {h:?}: expected `Name: value`"))?;
+            hs.insert(k.trim().to_owned(), v.trim().to_owned());
+        }
+        Ok(explain::Input {
+            request,
+            claims,
+            presented,
+            consent: read(&consent)?,
+            body: read(&body)?,
+            headers: hs,
+        })
+    })();
+    match input.and_then(|i| explain::explain(policies, &i)) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
     }
 }
 

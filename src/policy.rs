@@ -4,6 +4,7 @@
 pub mod check;
 mod compile;
 pub mod coverage;
+pub mod explain;
 mod lint;
 mod raw;
 pub mod schema;

@@ -23,7 +23,7 @@ use crate::clock::Clock;
 use crate::config::hint::closest;
 use crate::config::{InvalidConfig, IssuerSettings, KeySource, parse_yaml_list, resolve};
 use crate::consent::{ConsentContext, ConsentOutcome, ConsentRecord, ConsentRule, judge};
-use crate::decide::{self, AuthScheme, Decision, DpopFact, Facts, TokenFact};
+use crate::decide::{self, AuthScheme, Check, Decision, DpopFact, Facts, TokenFact, Trace};
 use crate::path;
 use crate::reason::DenyReason;
 use crate::token::VerifiedToken;
@@ -37,11 +37,11 @@ const PUBLIC_URL: &str = "https://api.bank.example";
 #[schemars(rename = "PolicyTestFile")]
 pub(super) struct RawTestFile {
     /// The policy under test, relative to the test file.
-    policy: PathBuf,
+    pub(super) policy: PathBuf,
     /// The origin RAR `locations` are compared with.
     #[serde(default)]
-    public_url: Option<String>,
-    cases: Vec<RawCase>,
+    pub(super) public_url: Option<String>,
+    pub(super) cases: Vec<RawCase>,
 }
 
 /// One case: a request, the token's claims (taken as verified), the consent records the consent service would return, and the expected decision.
@@ -49,13 +49,13 @@ pub(super) struct RawTestFile {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "TestCase")]
 pub(super) struct RawCase {
-    name: String,
-    request: RawRequest,
+    pub(super) name: String,
+    pub(super) request: RawRequest,
     #[serde(default)]
-    token: Option<Map<String, Value>>,
+    pub(super) token: Option<Map<String, Value>>,
     #[serde(default)]
-    consents: BTreeMap<String, Value>,
-    expect: Expect,
+    pub(super) consents: BTreeMap<String, Value>,
+    pub(super) expect: Expect,
 }
 
 /// The request of a case.
@@ -63,18 +63,18 @@ pub(super) struct RawCase {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "TestRequest")]
 pub(super) struct RawRequest {
-    method: String,
-    path: String,
+    pub(super) method: String,
+    pub(super) path: String,
     #[serde(default)]
-    headers: BTreeMap<String, String>,
+    pub(super) headers: BTreeMap<String, String>,
     #[serde(default)]
-    body: Option<Value>,
+    pub(super) body: Option<Value>,
 }
 
 /// `allow`, or `{deny: <reason code>}`.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
-enum Expect {
+pub(super) enum Expect {
     /// `allow`
     Word(#[schemars(schema_with = "allow_schema")] String),
     /// `{deny: reason}`
@@ -224,31 +224,49 @@ fn run_case(
         return deny(DenyReason::RouteNotFound);
     };
     let route = m.route;
-    let d = decide_case(route, &m.params, case, query, public_url);
+    let d = decide_case(route, &m.params, case, query, public_url, None, &mut ());
     (d, Some(route.clone()))
 }
 
-fn decide_case(
+/// How the client presents its token, overriding what the fixture's `cnf` implies
+/// (`policy explain --binding`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Presented {
+    /// `Authorization: DPoP` with a valid proof (of the key `cnf.jkt` names, if any).
+    Dpop,
+    /// `Authorization: Bearer` over a connection with a client certificate (the one
+    /// `cnf.x5t#S256` names, if any).
+    Mtls,
+    /// `Authorization: Bearer`, no proof, no client certificate.
+    None,
+}
+
+/// One case through the proxy's own decision functions, reporting each check to `trace`.
+pub(super) fn decide_case(
     route: &Route,
     params: &matchit::Params<'_, '_>,
     case: &RawCase,
     query: Option<&str>,
     public_url: &str,
+    presented: Option<Presented>,
+    trace: &mut impl Trace,
 ) -> Decision {
-    let deny = Decision::Deny;
     let now = Clock::system().now_unix();
     let token = match &case.token {
         None => None,
         Some(claims) => match token_from(claims, route.audiences.as_deref(), now) {
             Ok(t) => Some(t),
-            Err(r) => return deny(r),
+            Err(r) => {
+                trace.step(Check::Token, Err(r));
+                return Decision::Deny(r);
+            }
         },
     };
     // The fixture's binding is taken as proven (see the module docs).
     let cert: Option<[u8; 32]> = token.as_ref().and_then(|t| {
         let x5t = t.cnf.x5t_s256.as_deref()?;
-        let mut out = [0u8; 32];
-        (URL_SAFE_NO_PAD.decode_slice(x5t, &mut out) == Ok(32)).then_some(out)
+        // (`decode_slice` wants room for its worst case, so decode to a Vec.)
+        URL_SAFE_NO_PAD.decode(x5t).ok()?.try_into().ok()
     });
     let jkt = token.as_ref().and_then(|t| t.cnf.jkt.clone());
     let mut facts = Facts {
@@ -268,7 +286,28 @@ fn decide_case(
         consent: Ok(()),
         consent_purpose: None,
     };
-    let first = decide::decide(&facts, route);
+    let zero_cert = [0u8; 32];
+    match presented {
+        None => {}
+        Some(Presented::None) => {
+            facts.scheme = AuthScheme::Bearer;
+            facts.dpop = DpopFact::Absent;
+            facts.client_cert_sha256 = None;
+        }
+        Some(Presented::Dpop) => {
+            facts.scheme = AuthScheme::Dpop;
+            facts.dpop = DpopFact::Verified {
+                jkt: jkt.as_deref().unwrap_or("proof-key-thumbprint"),
+            };
+            facts.client_cert_sha256 = None;
+        }
+        Some(Presented::Mtls) => {
+            facts.scheme = AuthScheme::Bearer;
+            facts.dpop = DpopFact::Absent;
+            facts.client_cert_sha256 = Some(cert.as_ref().unwrap_or(&zero_cert));
+        }
+    }
+    let first = decide::decide_traced(&facts, route, trace);
     let (Some(rule), Some(t)) = (&route.consent, &token) else {
         return first;
     };
@@ -278,7 +317,7 @@ fn decide_case(
     let outcome = consent(rule, t, case, params, query, public_url, now);
     facts.consent = outcome.result;
     facts.consent_purpose = outcome.purpose.as_deref();
-    decide::decide(&facts, route)
+    decide::decide_traced(&facts, route, trace)
 }
 
 /// The consent verdict with the case's consent records standing in for the consent service.
