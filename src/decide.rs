@@ -184,7 +184,8 @@ fn traced(t: &mut impl Trace, c: Check, r: Result<(), DenyReason>) -> Result<(),
 fn check(f: &Facts<'_>, route: &Route, t: &mut impl Trace) -> Result<BoundBy, DenyReason> {
     let token = match f.token {
         TokenFact::Missing => {
-            return traced(t, Check::Token, Err(DenyReason::TokenMissing)).map(|()| BoundBy::Public);
+            return traced(t, Check::Token, Err(DenyReason::TokenMissing))
+                .map(|()| BoundBy::Public);
         }
         TokenFact::Rejected(r) => return traced(t, Check::Token, Err(r)).map(|()| BoundBy::Public),
         TokenFact::Verified(t) => t,
