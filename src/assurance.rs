@@ -24,8 +24,9 @@ pub struct AssuranceRule {
 }
 
 /// `assurance:` in a route, exactly as written: `{acr: [urn:bank:sca], max_auth_age: 5m}`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Assurance")]
 pub struct RawAssurance {
     #[serde(default)]
     pub acr: Vec<String>,

@@ -5,8 +5,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::policy::PolicySet;
-
 #[derive(Debug, Parser)]
 #[command(
     name = "fapi-guard",
@@ -120,15 +118,59 @@ pub enum AuditCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
-    /// Parse and compile policy files; errors as FILE:LINE:COL: FIELD: message.
+    /// Parse and compile policy and test files; every error as FILE:LINE:COL: FIELD: message,
+    /// plus warnings for legal but suspicious policies. Exit 0 clean, 1 on errors.
     Check {
+        /// Policy files, `*_test.yaml` files, or directories holding them.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// Treat warnings as errors (exit 1 when there is any).
+        #[arg(long)]
+        strict: bool,
+        /// Output format: `text` (one line per finding) or `json` (for CI annotations).
+        #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+        format: CheckFormat,
     },
+    /// Show how a request is decided: each check in order (route, token, binding, scope,
+    /// consent, delegation, purpose, assurance) with the values compared, and the deciding
+    /// reason with its status and challenge. The claims are taken as a verified token.
+    Explain {
+        /// Policy files or directories.
+        #[arg(long = "policy", required = true)]
+        policies: Vec<PathBuf>,
+        /// The request line, e.g. 'GET /accounts/acc-1'.
+        #[arg(long)]
+        request: String,
+        /// JSON file with the token's claims (spec §3 calls it `--token`; both are accepted).
+        #[arg(long, alias = "token", value_name = "CLAIMS.json")]
+        claims: Option<PathBuf>,
+        /// How the token is presented; default: as its `cnf` implies.
+        #[arg(long, value_enum)]
+        binding: Option<crate::policy::testing::Presented>,
+        /// JSON file with the consent record the consent service would return.
+        #[arg(long, value_name = "RECORD.json")]
+        consent: Option<PathBuf>,
+        /// JSON file with the request body.
+        #[arg(long, value_name = "BODY.json")]
+        body: Option<PathBuf>,
+        /// A request header, `Name: value` (repeatable), e.g. 'Consent-ID: bg-1'.
+        #[arg(long = "header", value_name = "NAME: VALUE")]
+        headers: Vec<String>,
+    },
+    /// Print the JSON Schema (draft 2020-12) of policy and policy test files, for editors
+    /// (`# yaml-language-server: $schema=schema.json`) and CI validators.
+    Schema,
     /// Run policy test files (`*_test.yaml`, or directories holding them); exit 1 on failure.
     Test {
+        /// `*_test.yaml` files, or directories holding them.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// Report routes no case exercises and deny reasons no case expects.
+        #[arg(long)]
+        coverage: bool,
+        /// Fail (exit 1) when coverage is below this percentage (implies --coverage).
+        #[arg(long, value_name = "PERCENT")]
+        min_coverage: Option<f64>,
     },
 }
 
@@ -154,11 +196,45 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         }),
         Command::Policy {
-            command: PolicyCommand::Check { paths },
-        } => policy_check(&paths),
+            command:
+                PolicyCommand::Check {
+                    paths,
+                    strict,
+                    format,
+                },
+        } => policy_check(&paths, strict, format),
         Command::Policy {
-            command: PolicyCommand::Test { paths },
-        } => policy_test(&paths),
+            command:
+                PolicyCommand::Explain {
+                    policies,
+                    request,
+                    claims,
+                    binding,
+                    consent,
+                    body,
+                    headers,
+                },
+        } => policy_explain(
+            &policies,
+            request,
+            [claims, consent, body],
+            binding,
+            &headers,
+        ),
+        Command::Policy {
+            command: PolicyCommand::Schema,
+        } => {
+            print!("{}", crate::policy::schema::schema_text());
+            ExitCode::SUCCESS
+        }
+        Command::Policy {
+            command:
+                PolicyCommand::Test {
+                    paths,
+                    coverage,
+                    min_coverage,
+                },
+        } => policy_test(&paths, coverage, min_coverage),
         Command::Audit {
             command: AuditCommand::Verify { files },
         } => ExitCode::from(u8::try_from(crate::audit::run_cli(&files)).unwrap_or(2)),
@@ -181,27 +257,71 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-fn policy_check(paths: &[PathBuf]) -> ExitCode {
-    match PolicySet::load(paths) {
-        Ok(set) => {
-            println!(
-                "ok: {} api(s), {} route(s), revision {}",
-                set.apis().len(),
-                set.routes().len(),
-                set.revision()
-            );
+/// `policy check --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CheckFormat {
+    Text,
+    Json,
+}
+
+fn policy_check(paths: &[PathBuf], strict: bool, format: CheckFormat) -> ExitCode {
+    let report = crate::policy::check::check(paths);
+    match format {
+        CheckFormat::Text => print!("{}", report.text()),
+        CheckFormat::Json => println!("{}", report.json()),
+    }
+    if report.errors() > 0 || (strict && report.warnings() > 0) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn policy_explain(
+    policies: &[PathBuf],
+    request: String,
+    [claims, consent, body]: [Option<PathBuf>; 3],
+    presented: Option<crate::policy::testing::Presented>,
+    headers: &[String],
+) -> ExitCode {
+    use crate::policy::explain;
+    let read = |p: &Option<PathBuf>| p.as_deref().map(explain::read_json).transpose();
+    let input = (|| {
+        let claims = match read(&claims)? {
+            None => None,
+            Some(serde_json::Value::Object(m)) => Some(m),
+            Some(_) => return Err("--claims: the file must hold a JSON object".to_owned()),
+        };
+        let mut hs = std::collections::BTreeMap::new();
+        for h in headers {
+            let (k, v) = h
+                .split_once(':')
+                .ok_or_else(|| format!("--header {h:?}: expected `Name: value`"))?;
+            hs.insert(k.trim().to_owned(), v.trim().to_owned());
+        }
+        Ok(explain::Input {
+            request,
+            claims,
+            presented,
+            consent: read(&consent)?,
+            body: read(&body)?,
+            headers: hs,
+        })
+    })();
+    match input.and_then(|i| explain::explain(policies, &i)) {
+        Ok(text) => {
+            print!("{text}");
             ExitCode::SUCCESS
         }
-        Err(errs) => {
-            for e in errs {
-                eprintln!("{e}");
-            }
-            ExitCode::from(1)
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
         }
     }
 }
 
-fn policy_test(paths: &[PathBuf]) -> ExitCode {
+fn policy_test(paths: &[PathBuf], coverage: bool, min_coverage: Option<f64>) -> ExitCode {
+    let mut cov = crate::policy::coverage::Coverage::default();
     let files = crate::policy::testing::test_files(paths);
     if files.is_empty() {
         eprintln!("no *_test.yaml files found");
@@ -209,14 +329,15 @@ fn policy_test(paths: &[PathBuf]) -> ExitCode {
     }
     let (mut passed, mut failed) = (0, 0);
     for file in files {
-        match crate::policy::testing::run_file(&file) {
+        match crate::policy::testing::run_file_with_policy(&file) {
             Err(errs) => {
                 for e in errs {
                     eprintln!("{e}");
                 }
                 return ExitCode::from(2);
             }
-            Ok(results) => {
+            Ok((results, set)) => {
+                cov.add(&set, &results);
                 for r in results {
                     if r.passed() {
                         passed += 1;
@@ -236,6 +357,18 @@ fn policy_test(paths: &[PathBuf]) -> ExitCode {
         }
     }
     println!("{passed} passed, {failed} failed");
+    if coverage || min_coverage.is_some() {
+        print!("{}", cov.report());
+    }
+    if let Some(min) = min_coverage
+        && cov.percent() < min
+    {
+        println!(
+            "coverage {:.1}% is below --min-coverage {min}",
+            cov.percent()
+        );
+        return ExitCode::from(1);
+    }
     if failed == 0 {
         ExitCode::SUCCESS
     } else {

@@ -4,6 +4,8 @@
 //! setting fails at load and never at request time.
 
 mod cidr;
+pub mod hint;
+pub mod marks;
 mod raw;
 
 use std::net::SocketAddr;
@@ -23,6 +25,7 @@ use crate::tls::TlsSettings;
 use crate::txn_token::TxnTokenSettings;
 
 pub use cidr::Cidr;
+pub use marks::{Marks, plain_path};
 pub use raw::RawConfig;
 
 /// An asymmetric JWS algorithm we accept, by name; `none` and HS* are never accepted.
@@ -75,30 +78,241 @@ impl InvalidConfig {
 }
 
 /// Parses YAML into a raw struct, turning serde errors into `InvalidConfig` with the field path
-/// (serde_path_to_error) and the line/column serde_yaml reports.
+/// (serde_path_to_error) and the line and column of the offending key or value (`Marks`).
+/// A repeated key is an error at the second occurrence.
 pub fn parse_yaml<T: serde::de::DeserializeOwned>(
     file: &Path,
     src: &str,
 ) -> Result<T, InvalidConfig> {
+    parse_yaml_marked(file, src).map(|(t, _)| t)
+}
+
+/// `parse_yaml`, also returning the positions of every node for later (semantic) errors.
+pub fn parse_yaml_marked<T: serde::de::DeserializeOwned>(
+    file: &Path,
+    src: &str,
+) -> Result<(T, Marks), InvalidConfig> {
+    let marks = Marks::read(src);
+    if let Some(e) = duplicate_errors(file, &marks).into_iter().next() {
+        return Err(e);
+    }
+    if let Err(e) = serde_yaml::from_str::<serde_yaml::Value>(src) {
+        return Err(syntax_error(file, &e));
+    }
     let de = serde_yaml::Deserializer::from_str(src);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let field = e.path().to_string();
-        let inner = e.into_inner();
-        let location = inner.location();
-        // serde_yaml appends " at line L column C" to the message; keep only the cause.
-        let msg = inner.to_string();
-        let msg = msg.split(" at line ").next().unwrap_or(&msg);
-        // ... and may prefix its own path ("issuers[0]: "), which `field` already carries.
-        let msg = match msg.split_once(": ") {
-            Some((p, rest)) if field.starts_with(p) => rest.to_owned(),
-            _ => msg.to_owned(),
-        };
-        let err = InvalidConfig::new(file, if field == "." { String::new() } else { field }, msg);
-        match location {
-            Some(loc) => err.at(loc.line(), loc.column()),
-            None => err,
+    match serde_path_to_error::deserialize(de) {
+        Ok(t) => Ok((t, marks)),
+        Err(e) => {
+            let field = e.path().to_string();
+            let inner = e.into_inner();
+            let fallback = inner.location().map(|l| marks::Pos {
+                line: l.line(),
+                column: l.column(),
+            });
+            Err(serde_error(
+                file,
+                &marks,
+                &field,
+                &inner.to_string(),
+                fallback,
+            ))
         }
-    })
+    }
+}
+
+/// A document parsed entry by entry (see `parse_yaml_list`).
+pub struct ParsedList<T> {
+    /// The document with the entries that failed left out; `None` when the rest failed.
+    pub value: Option<T>,
+    /// For each entry of `value`'s list, its index in the file.
+    pub kept: Vec<usize>,
+    pub marks: Marks,
+    pub errors: Vec<InvalidConfig>,
+}
+
+/// Parses a document whose `list` key holds independent entries (policy `routes`, test
+/// `cases`) and reports the first error of *each* entry and of the rest of the document, so an
+/// author sees every mistake at once. The entries that parsed are kept, so later checks can
+/// report their errors too.
+pub fn parse_yaml_list<T, E>(file: &Path, src: &str, list: &str) -> ParsedList<T>
+where
+    T: serde::de::DeserializeOwned,
+    E: serde::de::DeserializeOwned,
+{
+    let marks = Marks::read(src);
+    let fail = |marks, errors| ParsedList {
+        value: None,
+        kept: Vec::new(),
+        marks,
+        errors,
+    };
+    let dups = duplicate_errors(file, &marks);
+    if !dups.is_empty() {
+        return fail(marks, dups);
+    }
+    let mut doc: serde_yaml::Value = match serde_yaml::from_str(src) {
+        Ok(v) => v,
+        Err(e) => {
+            let err = syntax_error(file, &e);
+            return fail(marks, vec![err]);
+        }
+    };
+    let mut errors = Vec::new();
+    let entries = doc
+        .get_mut(list)
+        .and_then(serde_yaml::Value::as_sequence_mut)
+        .map(std::mem::take);
+    let mut kept = Vec::new();
+    let mut good = Vec::new();
+    for (i, entry) in entries.into_iter().flatten().enumerate() {
+        match serde_path_to_error::deserialize::<_, E>(entry.clone()) {
+            Ok(_) => {
+                kept.push(i);
+                good.push(entry);
+            }
+            Err(e) => {
+                let path = match e.path().to_string().as_str() {
+                    "." => format!("{list}[{i}]"),
+                    p => format!("{list}[{i}].{p}"),
+                };
+                let msg = e.into_inner().to_string();
+                errors.push(serde_error(file, &marks, &path, &msg, None));
+            }
+        }
+    }
+    // The rest of the document, with the entries set aside.
+    let value = match serde_path_to_error::deserialize::<_, T>(doc.clone()) {
+        Err(e) => {
+            let path = e.path().to_string();
+            let msg = e.into_inner().to_string();
+            errors.push(serde_error(file, &marks, &path, &msg, None));
+            None
+        }
+        Ok(_) => {
+            if let Some(slot) = doc.get_mut(list) {
+                *slot = serde_yaml::Value::Sequence(good);
+            }
+            match serde_path_to_error::deserialize::<_, T>(doc) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    let path = e.path().to_string();
+                    let msg = e.into_inner().to_string();
+                    errors.push(serde_error(file, &marks, &path, &msg, None));
+                    None
+                }
+            }
+        }
+    };
+    ParsedList {
+        value,
+        kept,
+        marks,
+        errors,
+    }
+}
+
+/// serde_yaml could not read the text as YAML at all.
+fn syntax_error(file: &Path, e: &serde_yaml::Error) -> InvalidConfig {
+    let msg = e.to_string();
+    let msg = msg.split(" at line ").next().unwrap_or(&msg);
+    let err = InvalidConfig::new(file, "", format!("YAML syntax error: {msg}"));
+    match e.location() {
+        Some(l) => err.at(l.line(), l.column()),
+        None => err,
+    }
+}
+
+fn duplicate_errors(file: &Path, marks: &Marks) -> Vec<InvalidConfig> {
+    marks
+        .duplicates
+        .iter()
+        .map(|(path, pos)| {
+            let key = path.rsplit('.').next().unwrap_or(path);
+            InvalidConfig::new(file, path.clone(), format!("duplicate key `{key}`"))
+                .at(pos.line, pos.column)
+        })
+        .collect()
+}
+
+/// One serde error as an `InvalidConfig`: serde_yaml's own suffixes and path prefixes dropped,
+/// a hint for a misspelt key or variant, and the position of the key (unknown or duplicate
+/// field) or value (anything else) at `path`.
+fn serde_error(
+    file: &Path,
+    marks: &Marks,
+    path: &str,
+    msg: &str,
+    fallback: Option<marks::Pos>,
+) -> InvalidConfig {
+    let path = if path == "." { "" } else { path };
+    // serde_yaml appends " at line L column C" to the message; keep only the cause.
+    let msg = msg.split(" at line ").next().unwrap_or(msg);
+    // ... and may prefix its own path ("issuers[0]: "), which `path` already carries.
+    let msg = match msg.split_once(": ") {
+        Some((p, rest)) if !p.contains(' ') && path.starts_with(p) => rest,
+        _ => msg,
+    };
+    let msg = hint::explain(msg);
+    // A key written at the wrong indentation lands in another mapping, and serde then reports
+    // the mapping it was meant for as missing it: point at the stray key instead.
+    if let Some(name) = msg
+        .strip_prefix("missing field `")
+        .and_then(|r| r.strip_suffix('`'))
+        && let Some((stray, p)) = marks.stray_key(name, path)
+    {
+        let parent = if path.is_empty() {
+            "the top level"
+        } else {
+            path
+        };
+        let owner = marks::parent(&stray);
+        let owner = if owner.is_empty() {
+            "the top level"
+        } else {
+            owner
+        };
+        return InvalidConfig::new(
+            file,
+            path,
+            format!(
+                "missing field `{name}`: the `{name}` here belongs to {owner}, not {parent}; check its indentation"
+            ),
+        )
+        .at(p.line, p.column);
+    }
+    let pos = if msg.starts_with("unknown field") || msg.starts_with("duplicate field") {
+        marks.key(path)
+    } else if msg.starts_with("missing field") {
+        marks.value(path)
+    } else if path.is_empty() {
+        fallback
+    } else {
+        marks.value(path)
+    };
+    let pos = pos.or(fallback).or_else(|| marks.nearest(path));
+    let err = InvalidConfig::new(file, path, msg);
+    match pos {
+        Some(p) => err.at(p.line, p.column),
+        None => err,
+    }
+}
+
+impl InvalidConfig {
+    /// Sets the line and column from the field path when the error has none yet.
+    pub fn locate(self, marks: &Marks) -> Self {
+        if self.line.is_some() {
+            return self;
+        }
+        let path = plain_path(&self.field);
+        match marks
+            .value(&path)
+            .or_else(|| marks.key(&path))
+            .or_else(|| marks.nearest(&path))
+        {
+            Some(p) => self.at(p.line, p.column),
+            None => self,
+        }
+    }
 }
 
 /// The compiled configuration: everything the proxy needs, validated, paths resolved.
@@ -208,8 +422,8 @@ impl Config {
     /// Parses and compiles configuration text; `file` names it in errors and anchors relative
     /// paths.
     pub fn from_yaml(file: &Path, src: &str) -> Result<Self, InvalidConfig> {
-        let raw: RawConfig = parse_yaml(file, src)?;
-        raw.compile(file)
+        let (raw, marks): (RawConfig, Marks) = parse_yaml_marked(file, src)?;
+        raw.compile(file).map_err(|e| e.locate(&marks))
     }
 
     /// The directory relative paths in the file are resolved against.

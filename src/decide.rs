@@ -90,7 +90,7 @@ pub fn decide(f: &Facts<'_>, route: &Route) -> Decision {
     if route.public {
         return Decision::Allow(BoundBy::Public);
     }
-    match check(f, route) {
+    match check(f, route, &mut ()) {
         Ok(b) => Decision::Allow(b),
         Err(r) => Decision::Deny(r),
     }
@@ -130,21 +130,98 @@ pub fn dpop_bound(f: &Facts<'_>, route: &Route) -> bool {
         && check_binding(f, t, route.binding) == Ok(BoundBy::Dpop)
 }
 
-fn check(f: &Facts<'_>, route: &Route) -> Result<BoundBy, DenyReason> {
+/// The checks `decide` runs, in order (spec §1), as `policy explain` reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// Present, valid now (RFC 7519 §4.1.4/§4.1.5), lifetime cap, audience (RFC 9068 §4).
+    Token,
+    Binding,
+    Scope,
+    Consent,
+    Delegation,
+    Purpose,
+    Assurance,
+}
+
+impl Check {
+    pub const ALL: [Check; 7] = [
+        Self::Token,
+        Self::Binding,
+        Self::Scope,
+        Self::Consent,
+        Self::Delegation,
+        Self::Purpose,
+        Self::Assurance,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Token => "token",
+            Self::Binding => "binding",
+            Self::Scope => "scope",
+            Self::Consent => "consent",
+            Self::Delegation => "delegation",
+            Self::Purpose => "purpose",
+            Self::Assurance => "assurance",
+        }
+    }
+}
+
+/// Observes each check's result as `decide` runs it. The proxy passes `()`, whose empty,
+/// inlined `step` compiles away: the hot path is the same code as without tracing.
+pub trait Trace {
+    fn step(&mut self, check: Check, result: Result<(), DenyReason>);
+}
+
+impl Trace for () {
+    #[inline(always)]
+    fn step(&mut self, _: Check, _: Result<(), DenyReason>) {}
+}
+
+/// `decide`, reporting every check it ran to `trace` (for `policy explain`).
+pub fn decide_traced(f: &Facts<'_>, route: &Route, trace: &mut impl Trace) -> Decision {
+    if route.public {
+        return Decision::Allow(BoundBy::Public);
+    }
+    match check(f, route, trace) {
+        Ok(b) => Decision::Allow(b),
+        Err(r) => Decision::Deny(r),
+    }
+}
+
+#[inline(always)]
+fn traced(t: &mut impl Trace, c: Check, r: Result<(), DenyReason>) -> Result<(), DenyReason> {
+    t.step(c, r);
+    r
+}
+
+fn check(f: &Facts<'_>, route: &Route, t: &mut impl Trace) -> Result<BoundBy, DenyReason> {
     let token = match f.token {
-        TokenFact::Missing => return Err(DenyReason::TokenMissing),
-        TokenFact::Rejected(r) => return Err(r),
+        TokenFact::Missing => {
+            return traced(t, Check::Token, Err(DenyReason::TokenMissing))
+                .map(|()| BoundBy::Public);
+        }
+        TokenFact::Rejected(r) => return traced(t, Check::Token, Err(r)).map(|()| BoundBy::Public),
         TokenFact::Verified(t) => t,
     };
-    check_time(f.now, token)?;
-    check_audience(token, route)?;
-    let bound = check_binding(f, token, route.binding)?;
-    check_scopes(token, route)?;
-    f.consent?;
-    check_delegation(token, route)?;
-    check_purpose(f, token, route)?;
+    traced(
+        t,
+        Check::Token,
+        check_time(f.now, token).and_then(|()| check_audience(token, route)),
+    )?;
+    let bound = check_binding(f, token, route.binding);
+    t.step(Check::Binding, bound.map(|_| ()));
+    let bound = bound?;
+    traced(t, Check::Scope, check_scopes(token, route))?;
+    traced(t, Check::Consent, f.consent)?;
+    traced(t, Check::Delegation, check_delegation(token, route))?;
+    traced(t, Check::Purpose, check_purpose(f, token, route))?;
     let (acr, auth_time) = assurance::token_claims(&token.extra);
-    assurance::check(route.assurance.as_ref(), acr, auth_time, f.now)?;
+    traced(
+        t,
+        Check::Assurance,
+        assurance::check(route.assurance.as_ref(), acr, auth_time, f.now),
+    )?;
     Ok(bound)
 }
 

@@ -66,8 +66,9 @@ pub struct DelegationRule {
 }
 
 /// `delegation:` in a route, exactly as written.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Delegation")]
 pub struct RawDelegation {
     #[serde(default)]
     pub max_depth: usize,

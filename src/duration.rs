@@ -45,6 +45,20 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
+/// In JSON Schema: a string of digits and a unit, as `parse` accepts.
+impl schemars::JsonSchema for HumanDuration {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^[0-9]+(ms|s|m|h)$",
+            "description": "A duration: whole number and unit ms, s, m or h (`500ms`, `30s`, `5m`)."
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

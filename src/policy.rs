@@ -1,11 +1,15 @@
 //! Policies (spec §5): YAML files written by API owners, compiled once into a `PolicySet` — the
 //! route table the hot path matches against.
 
+pub mod check;
 mod compile;
+pub mod coverage;
+pub mod explain;
+mod lint;
 mod raw;
+pub mod schema;
 pub mod testing;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -20,7 +24,7 @@ use crate::delegation::DelegationRule;
 pub use raw::RawPolicy;
 
 /// How a route requires the token to be bound to the caller (RFC 9449, RFC 8705).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Binding {
     Dpop,
@@ -42,7 +46,7 @@ impl Binding {
 }
 
 /// `enforce` refuses; `audit` forwards what would be denied and records the would-be denial.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     #[default]
@@ -181,9 +185,6 @@ fn is_policy_file(f: &Path) -> bool {
         && !name.ends_with("_test.yml")
         && !name.starts_with('.')
 }
-
-/// Route names per API, for error messages about conflicts.
-type NameIndex = HashMap<String, (Arc<str>, Arc<str>)>;
 
 #[cfg(test)]
 mod tests;

@@ -119,6 +119,10 @@ pub struct AuditRecord {
     /// `audit` when the policy runs in `mode: audit` (spec §5): the request was forwarded anyway.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mode: Option<&'static str>,
+    /// `false` beside a `deny` in `mode: audit`: the request was forwarded, the denial was not
+    /// enforced (so an auditor reading `decision: deny` is never misled). Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enforced: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -171,6 +175,7 @@ impl AuditRecord {
             decision: None,
             reason: None,
             mode: None,
+            enforced: None,
             client_id: None,
             subject: None,
             issuer: None,
@@ -292,6 +297,7 @@ impl AuditRecord {
     /// Marks a decision taken by a policy in `mode: audit` (spec §5).
     pub fn audit_mode(mut self) -> Self {
         self.mode = Some("audit");
+        self.enforced = Some(false);
         self
     }
 
@@ -431,7 +437,7 @@ mod tests {
             (
                 "audit mode deny",
                 AuditRecord::deny(DenyReason::ScopeInsufficient).audit_mode(),
-                r#"{"kind":"decision","decision":"deny","reason":"scope_insufficient","mode":"audit"}"#,
+                r#"{"kind":"decision","decision":"deny","reason":"scope_insufficient","mode":"audit","enforced":false}"#,
             ),
             (
                 "outcome",

@@ -11,8 +11,9 @@ use serde_json::Value;
 const DEFAULT_STATUS: &str = "Authorised";
 
 /// `consent:` of a route, before compilation.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Consent")]
 pub struct RawConsentRule {
     /// Token claim holding the consent id (`openbanking_intent_id`, `consent_id`, `grant_id`).
     #[serde(default)]
@@ -35,8 +36,9 @@ pub struct RawConsentRule {
 }
 
 /// `consent.authorization_details:` of a route, before compilation.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "AuthorizationDetailsRule")]
 pub struct RawRar {
     #[serde(rename = "type")]
     pub detail_type: String,

@@ -2,63 +2,88 @@
 //! load error naming file, line, column and field, never a request-time surprise.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use aws_lc_rs::digest;
 use http::Method;
 
 use super::raw::{RawPolicy, RawRoute};
-use super::{Binding, NameIndex, PolicySet, Route};
-use crate::config::{InvalidConfig, parse_yaml};
+use super::{Binding, Mode, PolicySet, Route};
+use crate::config::{InvalidConfig, Marks, parse_yaml_list, plain_path};
 use crate::{path, purpose};
 
+/// Where a compiled route came from: its file (index into the sources) and position in
+/// `routes`, for errors and warnings that point at it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Origin {
+    pub file: usize,
+    pub index: usize,
+}
+
+/// Everything compilation learnt: the route table or every error, and what `policy check`
+/// needs to point at routes (positions per file, origin per route) for its warnings.
+pub(super) struct Compiled {
+    pub result: Result<PolicySet, Vec<InvalidConfig>>,
+    /// Routes that compiled, whether or not the whole set did.
+    pub routes: Vec<(Arc<Route>, Origin)>,
+    pub marks: Vec<Marks>,
+    /// Per file, whether `mode: audit` was written at the policy level.
+    pub audit_files: Vec<bool>,
+}
+
 pub(super) fn compile(sources: &[(PathBuf, String)]) -> Result<PolicySet, Vec<InvalidConfig>> {
+    compile_all(sources).result
+}
+
+pub(super) fn compile_all(sources: &[(PathBuf, String)]) -> Compiled {
     let mut errors = Vec::new();
     let mut routes: Vec<Arc<Route>> = Vec::new();
+    let mut origins: Vec<Origin> = Vec::new();
+    let mut all_marks: Vec<Marks> = Vec::new();
+    let mut audit_files = Vec::new();
     let mut apis: Vec<Arc<str>> = Vec::new();
     let mut api_files: HashMap<Arc<str>, PathBuf> = HashMap::new();
     // path template → (methods, index of the first route that defined the template)
     let mut templates: Vec<(String, Vec<(Method, usize)>)> = Vec::new();
     let mut template_index: HashMap<String, usize> = HashMap::new();
-    let mut names: NameIndex = HashMap::new();
+    let mut names: HashMap<String, Origin> = HashMap::new();
     let mut ctx = digest::Context::new(&digest::SHA256);
 
-    for (file, src) in sources {
+    for (file_idx, (file, src)) in sources.iter().enumerate() {
         ctx.update(file.to_string_lossy().as_bytes());
         ctx.update(&[0]);
         ctx.update(src.as_bytes());
         ctx.update(&[0]);
-        let raw: RawPolicy = match parse_yaml(file, src) {
-            Ok(r) => r,
-            Err(e) => {
-                errors.push(e);
+        let parsed = parse_yaml_list::<RawPolicy, RawRoute>(file, src, "routes");
+        errors.extend(parsed.errors);
+        let (raw, marks, kept) = match parsed.value {
+            Some(r) => (r, parsed.marks, parsed.kept),
+            None => {
+                all_marks.push(Marks::default());
+                audit_files.push(false);
                 continue;
             }
         };
+        all_marks.push(Marks::default());
+        audit_files.push(raw.mode == Mode::Audit);
+        let at = |field: &str, msg: &str| InvalidConfig::new(file, field, msg).locate(&marks);
         if raw.api.trim().is_empty() || !is_label_safe(&raw.api) {
-            errors.push(located(
-                file,
-                src,
-                "api",
-                "api:",
-                "must be a non-empty name of [A-Za-z0-9_.-]",
-            ));
+            errors.push(at("api", "must be a non-empty name of [A-Za-z0-9_.-]"));
+            all_marks[file_idx] = marks;
             continue;
         }
         let api: Arc<str> = Arc::from(raw.api.as_str());
         if let Some(other) = api_files.get(&api) {
-            errors.push(located(
-                file,
-                src,
+            errors.push(at(
                 "api",
-                "api:",
                 &format!(
                     "api {:?} is already defined in {}",
                     raw.api,
                     other.display()
                 ),
             ));
+            all_marks[file_idx] = marks;
             continue;
         }
         api_files.insert(api.clone(), file.clone());
@@ -66,21 +91,29 @@ pub(super) fn compile(sources: &[(PathBuf, String)]) -> Result<PolicySet, Vec<In
         let audiences: Option<Arc<[String]>> = raw.audience.map(|a| Arc::from(a.into_vec()));
         let default_scopes = raw.defaults.scopes.unwrap_or_default();
         let default_binding = raw.defaults.binding.unwrap_or_default();
-        if let Some(bad) = default_scopes.iter().find(|s| !is_scope_token(s)) {
-            errors.push(located(
-                file,
-                src,
-                "defaults.scopes",
-                "scopes:",
-                &scope_error(bad),
+        if let Some(i) = default_scopes.iter().position(|s| !is_scope_token(s)) {
+            errors.push(at(
+                &format!("defaults.scopes[{i}]"),
+                &scope_error(&default_scopes[i]),
             ));
         }
 
-        for (i, r) in raw.routes.into_iter().enumerate() {
+        for (r, &i) in raw.routes.into_iter().zip(&kept) {
             let field = format!("routes[{i}] ({})", r.name);
-            let name_needle = format!("name: {}", r.name);
             let err = |sub: &str, msg: &str| {
-                located(file, src, &format!("{field}.{sub}"), &name_needle, msg)
+                // Sub-rule messages start with their own field (`max_depth: …`): point there.
+                let (sub, msg) = match msg.split_once(": ") {
+                    Some((f, rest))
+                        if !f.contains(' ')
+                            && marks
+                                .value(&format!("routes[{i}].{sub}.{}", plain_path(f)))
+                                .is_some() =>
+                    {
+                        (format!("{sub}.{f}"), rest)
+                    }
+                    _ => (sub.to_owned(), msg),
+                };
+                at(&format!("{field}.{sub}"), msg)
             };
             match compile_route(
                 &api,
@@ -93,8 +126,17 @@ pub(super) fn compile(sources: &[(PathBuf, String)]) -> Result<PolicySet, Vec<In
                 Err((sub, msg)) => errors.push(err(&sub, &msg)),
                 Ok(route) => {
                     let key = format!("{}\u{0}{}", route.api, route.name);
-                    if names.contains_key(&key) {
-                        errors.push(err("name", "duplicate route name in this api"));
+                    if let Some(first) = names.get(&key) {
+                        let line = marks
+                            .value(&format!("routes[{}].name", first.index))
+                            .map_or(String::new(), |p| format!(" (line {})", p.line));
+                        errors.push(err(
+                            "name",
+                            &format!(
+                                "duplicate route name {:?}: routes[{}]{line} already has it",
+                                route.name, first.index
+                            ),
+                        ));
                         continue;
                     }
                     let idx = routes.len();
@@ -118,54 +160,113 @@ pub(super) fn compile(sources: &[(PathBuf, String)]) -> Result<PolicySet, Vec<In
                         continue;
                     }
                     templates[t].1.push((route.method.clone(), idx));
-                    names.insert(key, (route.api.clone(), route.name.clone()));
+                    names.insert(
+                        key,
+                        Origin {
+                            file: file_idx,
+                            index: i,
+                        },
+                    );
                     routes.push(Arc::new(route));
+                    origins.push(Origin {
+                        file: file_idx,
+                        index: i,
+                    });
                 }
             }
         }
+        all_marks[file_idx] = marks;
     }
 
     let mut router = matchit::Router::new();
     let mut methods = Vec::with_capacity(templates.len());
+    let mut inserted: HashMap<String, usize> = HashMap::new();
     for (template, ms) in templates {
-        let first = &routes[ms[0].1];
+        let first = ms[0].1;
         if let Err(e) = router.insert(template.clone(), methods.len()) {
             // matchit refuses templates that could match the same path two ways, e.g.
-            // `/a/{id}` beside `/a/{account_id}`: an ambiguous policy is a load error.
-            let file = api_files.get(&first.api).cloned().unwrap_or_default();
-            let src = sources
-                .iter()
-                .find(|(f, _)| *f == file)
-                .map(|(_, s)| s.as_str())
-                .unwrap_or("");
-            errors.push(located(
-                &file,
-                src,
-                &format!("route {:?}: path", first.name),
-                &format!("name: {}", first.name),
-                &format!("ambiguous path {template:?}: {e}"),
-            ));
+            // `/a/{id}` beside `/a/{account_id}`: an ambiguous policy is a load error, named
+            // in the author's terms (both routes), not the router's.
+            let other = match &e {
+                matchit::InsertError::Conflict { with } => {
+                    inserted.get(with).map(|&o| (with.clone(), o))
+                }
+                _ => None,
+            };
+            let (r, o) = (&routes[first], origins[first]);
+            let (file, _) = &sources[o.file];
+            let msg = match other {
+                Some((with, oi)) => {
+                    let (or, oo) = (&routes[oi], origins[oi]);
+                    let where_ =
+                        match all_marks[oo.file].value(&format!("routes[{}].path", oo.index)) {
+                            Some(p) => {
+                                format!("{}:{}:{}", sources[oo.file].0.display(), p.line, p.column)
+                            }
+                            None => sources[oo.file].0.display().to_string(),
+                        };
+                    format!(
+                        "path {template} overlaps path {with} of route {:?} ({where_}): a request \
+                         such as {} could match both; use one parameter name or a static segment",
+                        or.name,
+                        example_path(&template),
+                    )
+                }
+                None => format!("path {template} cannot be added to the route table: {e}"),
+            };
+            errors.push(
+                InvalidConfig::new(file, format!("routes[{}] ({}).path", o.index, r.name), msg)
+                    .locate(&all_marks[o.file]),
+            );
             continue;
         }
+        inserted.insert(template, first);
         methods.push(ms);
     }
 
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    let hex: String = ctx
-        .finish()
-        .as_ref()
+    let compiled: Vec<(Arc<Route>, Origin)> = routes
         .iter()
-        .map(|b| format!("{b:02x}"))
+        .cloned()
+        .zip(origins.iter().copied())
         .collect();
-    Ok(PolicySet {
-        routes,
-        router,
-        methods,
-        revision: format!("sha256:{hex}"),
-        apis,
-    })
+    let result = if errors.is_empty() {
+        let hex: String = ctx
+            .finish()
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok(PolicySet {
+            routes,
+            router,
+            methods,
+            revision: format!("sha256:{hex}"),
+            apis,
+        })
+    } else {
+        errors.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+        Err(errors)
+    };
+    Compiled {
+        result,
+        routes: compiled,
+        marks: all_marks,
+        audit_files,
+    }
+}
+
+/// A request path a template matches, for messages (`{x}` → `x`).
+fn example_path(template: &str) -> String {
+    template
+        .split('/')
+        .map(
+            |seg| match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(name) => name.trim_start_matches('*').to_owned(),
+                None => seg.to_owned(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 fn compile_route(
@@ -174,7 +275,7 @@ fn compile_route(
     default_scopes: &[String],
     default_binding: Binding,
     audiences: &Option<Arc<[String]>>,
-    mode: super::Mode,
+    mode: Mode,
 ) -> Result<Route, (String, String)> {
     if r.name.is_empty() || !is_label_safe(&r.name) {
         return Err((
@@ -206,8 +307,8 @@ fn compile_route(
         ));
     }
     let scopes = r.scopes.unwrap_or_else(|| default_scopes.to_vec());
-    if let Some(bad) = scopes.iter().find(|s| !is_scope_token(s)) {
-        return Err(("scopes".into(), scope_error(bad)));
+    if let Some(i) = scopes.iter().position(|s| !is_scope_token(s)) {
+        return Err((format!("scopes[{i}]"), scope_error(&scopes[i])));
     }
     let delegation = r
         .delegation
@@ -234,7 +335,7 @@ fn compile_route(
         binding: r.binding.unwrap_or(default_binding),
         public: r.public,
         audiences: audiences.clone(),
-        mode,
+        mode: r.mode.unwrap_or(mode),
         consent,
         delegation,
         purpose,
@@ -315,16 +416,4 @@ fn scope_error(bad: &str) -> String {
 fn is_label_safe(s: &str) -> bool {
     s.bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-}
-
-/// An error at the first line containing `needle` (serde_yaml gives no spans for values that
-/// parsed but failed a semantic check, so we point at the route's `name:` line instead).
-fn located(file: &Path, src: &str, field: &str, needle: &str, msg: &str) -> InvalidConfig {
-    let err = InvalidConfig::new(file, field, msg);
-    for (i, line) in src.lines().enumerate() {
-        if let Some(col) = line.find(needle) {
-            return err.at(i + 1, col + 1);
-        }
-    }
-    err
 }

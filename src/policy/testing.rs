@@ -18,11 +18,12 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::PolicySet;
+use super::{PolicySet, Route};
 use crate::clock::Clock;
-use crate::config::{InvalidConfig, IssuerSettings, KeySource, parse_yaml, resolve};
+use crate::config::hint::closest;
+use crate::config::{InvalidConfig, IssuerSettings, KeySource, parse_yaml_list, resolve};
 use crate::consent::{ConsentContext, ConsentOutcome, ConsentRecord, ConsentRule, judge};
-use crate::decide::{self, AuthScheme, Decision, DpopFact, Facts, TokenFact};
+use crate::decide::{self, AuthScheme, Check, Decision, DpopFact, Facts, TokenFact, Trace};
 use crate::path;
 use crate::reason::DenyReason;
 use crate::token::VerifiedToken;
@@ -30,55 +31,78 @@ use crate::token::VerifiedToken;
 const TEST_ISSUER: &str = "policy-test";
 const PUBLIC_URL: &str = "https://api.bank.example";
 
-#[derive(Debug, Deserialize)]
+/// A policy test file (`*_test.yaml`): table tests run by `fapi-guard policy test`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RawTestFile {
+#[schemars(rename = "PolicyTestFile")]
+pub(super) struct RawTestFile {
     /// The policy under test, relative to the test file.
-    policy: PathBuf,
+    pub(super) policy: PathBuf,
     /// The origin RAR `locations` are compared with.
     #[serde(default)]
-    public_url: Option<String>,
-    cases: Vec<RawCase>,
+    pub(super) public_url: Option<String>,
+    pub(super) cases: Vec<RawCase>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One case: a request, the token's claims (taken as verified), the consent records the consent service would return, and the expected decision.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RawCase {
-    name: String,
-    request: RawRequest,
+#[schemars(rename = "TestCase")]
+pub(super) struct RawCase {
+    pub(super) name: String,
+    pub(super) request: RawRequest,
     #[serde(default)]
-    token: Option<Map<String, Value>>,
+    pub(super) token: Option<Map<String, Value>>,
     #[serde(default)]
-    consents: BTreeMap<String, Value>,
-    expect: Expect,
+    pub(super) consents: BTreeMap<String, Value>,
+    pub(super) expect: Expect,
 }
 
-#[derive(Debug, Deserialize)]
+/// The request of a case.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RawRequest {
-    method: String,
-    path: String,
+#[schemars(rename = "TestRequest")]
+pub(super) struct RawRequest {
+    pub(super) method: String,
+    pub(super) path: String,
     #[serde(default)]
-    headers: BTreeMap<String, String>,
+    pub(super) headers: BTreeMap<String, String>,
     #[serde(default)]
-    body: Option<Value>,
+    pub(super) body: Option<Value>,
 }
 
-#[derive(Debug, Deserialize)]
+/// `allow`, or `{deny: <reason code>}`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
-enum Expect {
+pub(super) enum Expect {
     /// `allow`
-    Word(String),
+    Word(#[schemars(schema_with = "allow_schema")] String),
     /// `{deny: reason}`
-    Deny { deny: String },
+    Deny {
+        #[schemars(schema_with = "reason_schema")]
+        deny: String,
+    },
+}
+
+fn allow_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"const": "allow"})
+}
+
+/// The deny reason codes (spec §6), so editors complete them.
+fn reason_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let codes: Vec<&str> = DenyReason::ALL.iter().map(|r| r.as_str()).collect();
+    schemars::json_schema!({"type": "string", "enum": codes})
 }
 
 /// One case's verdict.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct CaseResult {
     pub name: String,
     pub expected: String,
     pub got: String,
+    /// The route the request matched, if any (for coverage).
+    pub route: Option<Arc<Route>>,
+    pub decision: Decision,
 }
 
 impl CaseResult {
@@ -87,28 +111,81 @@ impl CaseResult {
     }
 }
 
-/// Runs every case of one `*_test.yaml` file.
-pub fn run_file(file: &Path) -> Result<Vec<CaseResult>, Vec<InvalidConfig>> {
+/// Reads a test file: every structural error, and every `expect` naming no reason code (with
+/// the closest code as a hint), located.
+fn read_file(file: &Path) -> Result<(RawTestFile, Vec<String>), Vec<InvalidConfig>> {
     let src = std::fs::read_to_string(file)
         .map_err(|e| vec![InvalidConfig::new(file, "", format!("cannot read: {e}"))])?;
-    let raw: RawTestFile = parse_yaml(file, &src).map_err(|e| vec![e])?;
+    let parsed = parse_yaml_list::<RawTestFile, RawCase>(file, &src, "cases");
+    let mut errors = parsed.errors;
+    let marks = parsed.marks;
+    let Some(raw) = parsed.value else {
+        return Err(errors);
+    };
+    let mut expected = Vec::with_capacity(raw.cases.len());
+    for (case, &i) in raw.cases.iter().zip(&parsed.kept) {
+        let field = format!("cases[{i}] ({})", case.name);
+        match &case.expect {
+            Expect::Word(w) if w == "allow" => expected.push("allow".to_owned()),
+            Expect::Deny { deny } if DenyReason::parse(deny).is_some() => {
+                expected.push(format!("deny {deny}"));
+            }
+            Expect::Deny { deny } => {
+                let hint = closest(deny, DenyReason::ALL.iter().map(|r| r.as_str()))
+                    .map_or(String::new(), |c| format!(", did you mean `{c}`?"));
+                errors.push(
+                    InvalidConfig::new(
+                        file,
+                        format!("{field}.expect.deny"),
+                        format!("unknown deny reason `{deny}`{hint}"),
+                    )
+                    .locate(&marks),
+                );
+            }
+            Expect::Word(w) => errors.push(
+                InvalidConfig::new(
+                    file,
+                    format!("{field}.expect"),
+                    format!("`{w}`: must be `allow` or `{{deny: <reason code>}}`"),
+                )
+                .locate(&marks),
+            ),
+        }
+    }
+    errors.sort_by_key(|e| (e.line, e.column));
+    if errors.is_empty() {
+        Ok((raw, expected))
+    } else {
+        Err(errors)
+    }
+}
+
+/// `policy check` on a test file: its errors, none when it is well-formed.
+pub fn check_file(file: &Path) -> Vec<InvalidConfig> {
+    read_file(file).err().unwrap_or_default()
+}
+
+/// The JSON Schema of the test-file format, from the types the test runner parses.
+pub(super) fn schema_for(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    generator.subschema_for::<RawTestFile>()
+}
+
+/// Runs every case of one `*_test.yaml` file.
+pub fn run_file(file: &Path) -> Result<Vec<CaseResult>, Vec<InvalidConfig>> {
+    run_file_with_policy(file).map(|(r, _)| r)
+}
+
+/// `run_file`, also returning the compiled policy the cases ran against (for coverage).
+pub fn run_file_with_policy(
+    file: &Path,
+) -> Result<(Vec<CaseResult>, PolicySet), Vec<InvalidConfig>> {
+    let (raw, expected) = read_file(file)?;
     let policies = PolicySet::load(&[resolve(file, &raw.policy)])?;
     let public_url = raw.public_url.as_deref().unwrap_or(PUBLIC_URL);
     let mut results = Vec::with_capacity(raw.cases.len());
-    for (i, case) in raw.cases.into_iter().enumerate() {
-        let field = format!("cases[{i}] ({})", case.name);
-        let expected = match &case.expect {
-            Expect::Word(w) if w == "allow" => "allow".to_owned(),
-            Expect::Deny { deny } if DenyReason::parse(deny).is_some() => format!("deny {deny}"),
-            _ => {
-                return Err(vec![InvalidConfig::new(
-                    file,
-                    format!("{field}.expect"),
-                    "must be `allow` or `{deny: <reason code>}`",
-                )]);
-            }
-        };
-        let got = match run_case(&policies, &case, public_url) {
+    for (case, expected) in raw.cases.into_iter().zip(expected) {
+        let (decision, route) = run_case(&policies, &case, public_url);
+        let got = match decision {
             Decision::Allow(_) => "allow".to_owned(),
             Decision::Deny(r) => format!("deny {r}"),
         };
@@ -116,13 +193,19 @@ pub fn run_file(file: &Path) -> Result<Vec<CaseResult>, Vec<InvalidConfig>> {
             name: case.name,
             expected,
             got,
+            route,
+            decision,
         });
     }
-    Ok(results)
+    Ok((results, policies))
 }
 
-fn run_case(policies: &PolicySet, case: &RawCase, public_url: &str) -> Decision {
-    let deny = Decision::Deny;
+fn run_case(
+    policies: &PolicySet,
+    case: &RawCase,
+    public_url: &str,
+) -> (Decision, Option<Arc<Route>>) {
+    let deny = |r| (Decision::Deny(r), None);
     let req = &case.request;
     let Ok(method) = Method::from_bytes(req.method.as_bytes()) else {
         return deny(DenyReason::RequestMalformed);
@@ -141,19 +224,49 @@ fn run_case(policies: &PolicySet, case: &RawCase, public_url: &str) -> Decision 
         return deny(DenyReason::RouteNotFound);
     };
     let route = m.route;
+    let d = decide_case(route, &m.params, case, query, public_url, None, &mut ());
+    (d, Some(route.clone()))
+}
+
+/// How the client presents its token, overriding what the fixture's `cnf` implies
+/// (`policy explain --binding`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Presented {
+    /// `Authorization: DPoP` with a valid proof (of the key `cnf.jkt` names, if any).
+    Dpop,
+    /// `Authorization: Bearer` over a connection with a client certificate (the one
+    /// `cnf.x5t#S256` names, if any).
+    Mtls,
+    /// `Authorization: Bearer`, no proof, no client certificate.
+    None,
+}
+
+/// One case through the proxy's own decision functions, reporting each check to `trace`.
+pub(super) fn decide_case(
+    route: &Route,
+    params: &matchit::Params<'_, '_>,
+    case: &RawCase,
+    query: Option<&str>,
+    public_url: &str,
+    presented: Option<Presented>,
+    trace: &mut impl Trace,
+) -> Decision {
     let now = Clock::system().now_unix();
     let token = match &case.token {
         None => None,
         Some(claims) => match token_from(claims, route.audiences.as_deref(), now) {
             Ok(t) => Some(t),
-            Err(r) => return deny(r),
+            Err(r) => {
+                trace.step(Check::Token, Err(r));
+                return Decision::Deny(r);
+            }
         },
     };
     // The fixture's binding is taken as proven (see the module docs).
     let cert: Option<[u8; 32]> = token.as_ref().and_then(|t| {
         let x5t = t.cnf.x5t_s256.as_deref()?;
-        let mut out = [0u8; 32];
-        (URL_SAFE_NO_PAD.decode_slice(x5t, &mut out) == Ok(32)).then_some(out)
+        // (`decode_slice` wants room for its worst case, so decode to a Vec.)
+        URL_SAFE_NO_PAD.decode(x5t).ok()?.try_into().ok()
     });
     let jkt = token.as_ref().and_then(|t| t.cnf.jkt.clone());
     let mut facts = Facts {
@@ -173,17 +286,38 @@ fn run_case(policies: &PolicySet, case: &RawCase, public_url: &str) -> Decision 
         consent: Ok(()),
         consent_purpose: None,
     };
-    let first = decide::decide(&facts, route);
+    let zero_cert = [0u8; 32];
+    match presented {
+        None => {}
+        Some(Presented::None) => {
+            facts.scheme = AuthScheme::Bearer;
+            facts.dpop = DpopFact::Absent;
+            facts.client_cert_sha256 = None;
+        }
+        Some(Presented::Dpop) => {
+            facts.scheme = AuthScheme::Dpop;
+            facts.dpop = DpopFact::Verified {
+                jkt: jkt.as_deref().unwrap_or("proof-key-thumbprint"),
+            };
+            facts.client_cert_sha256 = None;
+        }
+        Some(Presented::Mtls) => {
+            facts.scheme = AuthScheme::Bearer;
+            facts.dpop = DpopFact::Absent;
+            facts.client_cert_sha256 = Some(cert.as_ref().unwrap_or(&zero_cert));
+        }
+    }
+    let first = decide::decide_traced(&facts, route, trace);
     let (Some(rule), Some(t)) = (&route.consent, &token) else {
         return first;
     };
     if decide::settled_before_consent(first) {
         return first;
     }
-    let outcome = consent(rule, t, case, &m.params, query, public_url, now);
+    let outcome = consent(rule, t, case, params, query, public_url, now);
     facts.consent = outcome.result;
     facts.consent_purpose = outcome.purpose.as_deref();
-    decide::decide(&facts, route)
+    decide::decide_traced(&facts, route, trace)
 }
 
 /// The consent verdict with the case's consent records standing in for the consent service.
@@ -285,20 +419,22 @@ fn token_from(
     VerifiedToken::from_claims(issuer, [0; 32], c)
 }
 
+/// `*_test.yaml` / `*_test.yml`.
+pub fn is_test_file(p: &Path) -> bool {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.ends_with("_test.yaml") || n.ends_with("_test.yml"))
+}
+
 /// `*_test.yaml` / `*_test.yml` files under `paths` (files or directories), sorted.
 pub fn test_files(paths: &[PathBuf]) -> Vec<PathBuf> {
-    let is_test = |p: &Path| {
-        p.file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.ends_with("_test.yaml") || n.ends_with("_test.yml"))
-    };
     let mut files = Vec::new();
     for p in paths {
         if p.is_dir() {
             if let Ok(rd) = std::fs::read_dir(p) {
                 files.extend(
                     rd.filter_map(|e| e.ok().map(|e| e.path()))
-                        .filter(|f| is_test(f)),
+                        .filter(|f| is_test_file(f)),
                 );
             }
         } else {
