@@ -9,6 +9,7 @@ pub mod forward;
 pub mod headers;
 mod record;
 mod request;
+mod revoked;
 mod trace;
 
 use std::net::SocketAddr;
@@ -64,9 +65,12 @@ pub struct Guard {
     replay: MemoryReplayCache,
     txn_issuer: Option<TxnTokenIssuer>,
     txn_verifier: Option<TxnTokenVerifier>,
-    consent: Option<ConsentClient>,
+    consent: Option<Arc<ConsentClient>>,
     dpop_algs: String,
     draining: AtomicBool,
+    revocations: Arc<crate::revocation::Revocations>,
+    /// Fleet-wide replay store (`state.backend: redis`), for the DPoP replay check.
+    shared_replay: Option<crate::state::RedisReplay>,
 }
 
 /// The outcome of evaluating a request, before any response is written.
@@ -143,14 +147,23 @@ impl Guard {
         let consent = config
             .consent
             .clone()
-            .map(|c| ConsentClient::new(c, http.clone(), metrics.clone()));
+            .map(|c| Arc::new(ConsentClient::new(c, http.clone(), metrics.clone())));
         let tokens = TokenVerifier::new(
             &config.issuers,
             config.token_cache_capacity,
-            http,
+            http.clone(),
             clock.clone(),
             metrics.clone(),
         );
+        let (revocations, shared_replay) = revoked::build(
+            &config,
+            &metrics,
+            &audit,
+            &clock,
+            &tokens,
+            consent.as_ref(),
+            http,
+        )?;
         let upstream = Upstream::new(&config.upstream);
         let dpop_algs = config
             .dpop
@@ -174,6 +187,8 @@ impl Guard {
             replay: MemoryReplayCache::default(),
             config,
             draining: AtomicBool::new(false),
+            revocations,
+            shared_replay,
         })
     }
 
@@ -182,6 +197,12 @@ impl Guard {
         self.tokens.spawn_refresh();
         if let Some(v) = &self.txn_verifier {
             v.spawn_refresh();
+        }
+        if let Some(r) = self.revocations.ssf() {
+            crate::token::jwks::spawn_refresh(r.keys().clone());
+        }
+        if let Some(s) = self.revocations.shared() {
+            s.spawn(self.revocations.clone());
         }
     }
 
@@ -236,6 +257,7 @@ impl Guard {
                 .txn_verifier
                 .as_ref()
                 .is_none_or(TxnTokenVerifier::has_keys)
+            && self.revocations.shared().is_none_or(|s| s.ready())
     }
 
     /// Handles one request end to end. Never fails: every path ends in a response.
