@@ -245,23 +245,30 @@ impl RedisState {
         }
     }
 
+    /// Establishes the command connection (once; afterwards the manager reconnects by itself).
+    pub async fn connect(&self) -> Result<(), StateError> {
+        if self.conn.load().is_some() {
+            return Ok(());
+        }
+        let cfg = ConnectionManagerConfig::new()
+            .set_connection_timeout(COMMAND_TIMEOUT)
+            .set_response_timeout(COMMAND_TIMEOUT)
+            .set_number_of_retries(1)
+            .set_max_delay(1000);
+        let cm = tokio::time::timeout(
+            COMMAND_TIMEOUT * 2,
+            ConnectionManager::new_with_config(self.client.clone(), cfg),
+        )
+        .await
+        .map_err(|_| StateError::Timeout)?
+        .map_err(redis_err)?;
+        self.conn.store(Some(Arc::new(cm)));
+        Ok(())
+    }
+
     /// One connected period: subscribe, load, then apply messages until the connection fails.
     async fn session(&self, revs: &Revocations) -> Result<(), StateError> {
-        if self.conn.load().is_none() {
-            let cfg = ConnectionManagerConfig::new()
-                .set_connection_timeout(COMMAND_TIMEOUT)
-                .set_response_timeout(COMMAND_TIMEOUT)
-                .set_number_of_retries(1)
-                .set_max_delay(1000);
-            let cm = tokio::time::timeout(
-                COMMAND_TIMEOUT * 2,
-                ConnectionManager::new_with_config(self.client.clone(), cfg),
-            )
-            .await
-            .map_err(|_| StateError::Timeout)?
-            .map_err(redis_err)?;
-            self.conn.store(Some(Arc::new(cm)));
-        }
+        self.connect().await?;
         let channel = self.key("revocations");
         let pubsub = tokio::time::timeout(COMMAND_TIMEOUT, self.client.get_async_pubsub())
             .await
@@ -288,7 +295,8 @@ impl RedisState {
                     self.on_message(revs, msg.get_payload_bytes());
                 }
                 _ = ping.tick() => {
-                    tokio::time::timeout(COMMAND_TIMEOUT, sink.ping::<String>())
+                    // In subscribed mode (RESP2) PING answers an array, not PONG: any reply will do.
+                    tokio::time::timeout(COMMAND_TIMEOUT, sink.ping::<redis::Value>())
                         .await
                         .map_err(|_| StateError::Timeout)?
                         .map_err(redis_err)?;
