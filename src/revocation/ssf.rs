@@ -13,6 +13,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -24,6 +26,8 @@ use crate::token::{JwksStore, TokenFailure, jws};
 
 /// A SET is a small JWT; the admin body limit bounds it further.
 const MAX_SET_BYTES: usize = 64 * 1024;
+/// JSON nesting a SET may have (RFC 9493 subjects and CAEP payloads need a handful).
+const MAX_DEPTH: usize = 16;
 /// Events per SET beyond which it is refused (RFC 8417 allows several; real ones carry one).
 const MAX_EVENTS: usize = 8;
 
@@ -152,8 +156,12 @@ impl SsfReceiver {
         let set = set.trim();
         let (h64, p64, s64) =
             jws::split(set, MAX_SET_BYTES).ok_or(bad(InvalidRequest, "not a compact JWS"))?;
-        let header: Header =
-            jws::decode_json(h64).ok_or(bad(InvalidRequest, "JOSE header is not JSON"))?;
+        let header: Header = URL_SAFE_NO_PAD
+            .decode(h64)
+            .ok()
+            .filter(|h| nesting_depth(h) <= MAX_DEPTH)
+            .and_then(|h| serde_json::from_slice(&h).ok())
+            .ok_or(bad(InvalidRequest, "JOSE header is not JSON"))?;
         if header.crit.is_some() {
             return Err(bad(InvalidRequest, "unsupported critical header"));
         }
@@ -172,8 +180,16 @@ impl SsfReceiver {
                 TokenFailure::KeysUnavailable => Rejected::KeysUnavailable,
                 TokenFailure::Deny(_) => bad(InvalidKey, "signature does not verify"),
             })?;
-        let claims: Claims =
-            jws::decode_json(p64).ok_or(bad(InvalidRequest, "claims are not a JSON object"))?;
+        let payload = URL_SAFE_NO_PAD
+            .decode(p64)
+            .map_err(|_| bad(InvalidRequest, "payload is not base64url"))?;
+        // Members we do not read are skipped by serde without a depth limit; refuse deep
+        // documents before parsing at all.
+        if nesting_depth(&payload) > MAX_DEPTH {
+            return Err(bad(InvalidRequest, "claims nested too deeply"));
+        }
+        let claims: Claims = serde_json::from_slice(&payload)
+            .map_err(|_| bad(InvalidRequest, "claims are not a JSON object"))?;
         if claims.iss.as_deref() != Some(self.settings.transmitter.issuer.as_str()) {
             return Err(bad(InvalidIssuer, "iss is not the configured transmitter"));
         }
@@ -247,6 +263,32 @@ impl SsfReceiver {
     pub fn seen(&self, jti: &str) -> bool {
         self.seen.contains_key(jti)
     }
+}
+
+/// The deepest `[`/`{` nesting of a JSON text (brackets inside strings do not count).
+fn nesting_depth(json: &[u8]) -> usize {
+    let (mut depth, mut max, mut in_str, mut escaped) = (0usize, 0usize, false, false);
+    for &b in json {
+        if in_str {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'{' | b'[' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
 }
 
 fn audience_contains(aud: Option<&Value>, want: &str) -> bool {
@@ -330,6 +372,13 @@ mod tests {
         ] {
             assert!(subject_identifier(&s, 0).is_err(), "{s}");
         }
+    }
+
+    #[test]
+    fn nesting() {
+        assert_eq!(nesting_depth(br#"{"a":[1,{"b":"[[[{{"}]}"#), 3);
+        assert_eq!(nesting_depth(br#"{"a":"\"[[["}"#), 1);
+        assert_eq!(nesting_depth(b"1"), 0);
     }
 
     #[test]
