@@ -19,8 +19,18 @@ struct Guarded {
 
 /// A proxy whose admin listener has `token_file` (unless `with_token` is false).
 async fn start(echo: &Echo, key: &TestKey, with_token: bool) -> Guarded {
+    start_with(echo, key, with_token, "", POLICY).await
+}
+
+async fn start_with(
+    echo: &Echo,
+    key: &TestKey,
+    with_token: bool,
+    extra: &str,
+    policy: &str,
+) -> Guarded {
     let dir = tempfile::tempdir().expect("dir");
-    std::fs::write(dir.path().join("policy.yaml"), POLICY).expect("policy");
+    std::fs::write(dir.path().join("policy.yaml"), policy).expect("policy");
     std::fs::write(
         dir.path().join("jwks.json"),
         json!({"keys": [key.jwks_entry()]}).to_string(),
@@ -36,7 +46,7 @@ async fn start(echo: &Echo, key: &TestKey, with_token: bool) -> Guarded {
         "listen:\n  address: 127.0.0.1:0\n  public_url: https://api.test.example\n\
          admin:\n  address: 127.0.0.1:0\n{token_line}upstream:\n  url: http://{}\n\
          issuers:\n  - issuer: {ISSUER}\n    jwks_file: jwks.json\n    audiences: [{AUDIENCE}]\n\
-         audit:\n  sink: file\n  path: audit.jsonl\npolicies: [policy.yaml]\n",
+         {extra}audit:\n  sink: file\n  path: audit.jsonl\npolicies: [policy.yaml]\n",
         echo.addr
     );
     let path = dir.path().join("config.yaml");
@@ -289,4 +299,100 @@ async fn each_kind_is_enforced_on_the_next_request_and_nothing_reaches_the_api()
         let line = format!(r#"fapi_guard_revocations_total{{kind="{kind}",source="admin"}} 1"#);
         assert!(m.contains(&line), "{line}\n{m}");
     }
+}
+
+const CONSENT_POLICY: &str = "\
+api: ob
+defaults:
+  binding: unbound_allowed
+  scopes: [accounts]
+routes:
+  - name: get-account
+    method: GET
+    path: /accounts/{account_id}
+    consent:
+      claim: consent_id
+      permissions: [ReadAccountsDetail]
+      resource: {accounts: \"{account_id}\"}
+";
+
+/// A consent service that answers every id with an authorised record and counts its calls.
+async fn consent_service() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::Ordering;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = calls.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let c = c.clone();
+            let svc =
+                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    c.fetch_add(1, Ordering::SeqCst);
+                    let id = req
+                        .uri()
+                        .path()
+                        .rsplit('/')
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
+                    let r = json!({"id": id, "status": "Authorised", "client_id": "tpp-1",
+                    "subject": "psu-9", "expires_at": "2099-01-01T00:00:00Z",
+                    "permissions": ["ReadAccountsDetail"], "accounts": ["acc-1"]});
+                    async move {
+                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                            Bytes::from(r.to_string()),
+                        )))
+                    }
+                });
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, calls)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_withdrawn_consent_is_refused_on_the_next_request_despite_the_cached_record() {
+    let key = TestKey::new("k1");
+    let echo = Echo::start().await;
+    let (consents, calls) = consent_service().await;
+    // A long cache: without the revocation the cached "Authorised" record would keep serving.
+    let extra = format!("consent:\n  url: http://{consents}/consents/{{id}}\n  cache_ttl: 5m\n");
+    let g = start_with(&echo, &key, true, &extra, CONSENT_POLICY).await;
+    let withdrawn = key.token(|_, c| c["consent_id"] = json!("c-withdrawn"));
+    let other = key.token(|_, c| c["consent_id"] = json!("c-other"));
+    let read = |t: String| {
+        let url = g.proxy.url("/accounts/acc-1");
+        async move { get(&url, &[("authorization", &format!("Bearer {t}"))]).await }
+    };
+    assert_eq!(read(withdrawn.clone()).await.status, 200);
+    assert_eq!(read(other.clone()).await.status, 200);
+    assert_eq!(
+        read(withdrawn.clone()).await.status,
+        200,
+        "served from the cache"
+    );
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+    let r = g
+        .revoke(
+            Some(&bearer()),
+            json!({"kind": "consent", "value": "c-withdrawn"}).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let before = echo.count();
+    let r = read(withdrawn.clone()).await;
+    assert_eq!((r.status, r.reason()), (403, Some("consent_revoked")));
+    assert_eq!(echo.count(), before, "nothing reached the API");
+    assert_eq!(read(other).await.status, 200, "other consents unaffected");
 }
