@@ -164,7 +164,6 @@ impl Revocations {
     pub fn new(
         max_entries: usize,
         default_ttl: Duration,
-        metrics: Arc<Metrics>,
         errors: RevocationMetrics,
         audit: AuditLog,
         clock: Clock,
@@ -173,7 +172,7 @@ impl Revocations {
     ) -> Self {
         Self {
             set: RevocationSet::new(max_entries),
-            metrics,
+            metrics: errors.base.clone(),
             errors,
             audit,
             clock,

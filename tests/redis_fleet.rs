@@ -478,7 +478,7 @@ async fn a_proof_recorded_by_one_replica_is_a_replay_at_another() {
         ))
         .expect("yaml");
         let settings = cfg.compile().expect("compile").redis.expect("redis");
-        let metrics = fapi_guard::metrics::Metrics::new();
+        let metrics = Arc::new(fapi_guard::metrics::Metrics::new());
         let m = fapi_guard::revocation::RevocationMetrics::new(&metrics).expect("metrics");
         let s = Arc::new(RedisState::new(settings, m).expect("state"));
         s.connect().await.expect("connect");
@@ -530,7 +530,7 @@ async fn a_proof_recorded_by_one_replica_is_a_replay_at_another() {
     let cfg: StateConfig =
         serde_yaml::from_str(&format!("backend: redis\nredis_url: {}\n", private.url()))
             .expect("yaml");
-    let metrics = fapi_guard::metrics::Metrics::new();
+    let metrics = Arc::new(fapi_guard::metrics::Metrics::new());
     let m = fapi_guard::revocation::RevocationMetrics::new(&metrics).expect("metrics");
     let s =
         Arc::new(RedisState::new(cfg.compile().expect("c").redis.expect("r"), m).expect("state"));

@@ -33,7 +33,7 @@ pub async fn route(
         }
         _ => return Err(req),
     };
-    if let Err(resp) = authorize(guard, req.headers()) {
+    if let Some(resp) = authorize(guard, req.headers()) {
         guard.revocations().refused(source, rmetrics::UNAUTHORIZED);
         return Ok(resp);
     }
@@ -59,14 +59,14 @@ pub async fn route(
 
 /// `Authorization: Bearer <admin token>`, compared in constant time. Without a configured
 /// token the write endpoints are closed.
-fn authorize(guard: &Guard, h: &http::HeaderMap) -> Result<(), Response<Body>> {
+fn authorize(guard: &Guard, h: &http::HeaderMap) -> Option<Response<Body>> {
     let Some(expected) = guard
         .config()
         .admin
         .as_ref()
         .and_then(|a| a.token.as_deref())
     else {
-        return Err(json_response(
+        return Some(json_response(
             StatusCode::FORBIDDEN,
             json!({"error": "forbidden", "description": "admin.token_file is not configured: write endpoints are disabled"}),
         ));
@@ -80,7 +80,7 @@ fn authorize(guard: &Guard, h: &http::HeaderMap) -> Result<(), Response<Body>> {
         && presented[..7].eq_ignore_ascii_case(b"bearer ")
         && verify_slices_are_equal(&presented[7..], expected.as_bytes()).is_ok();
     if ok {
-        return Ok(());
+        return None;
     }
     let mut r = json_response(
         StatusCode::UNAUTHORIZED,
@@ -88,7 +88,7 @@ fn authorize(guard: &Guard, h: &http::HeaderMap) -> Result<(), Response<Body>> {
     );
     r.headers_mut()
         .insert("www-authenticate", HeaderValue::from_static("Bearer"));
-    Err(r)
+    Some(r)
 }
 
 async fn read_body(b: Incoming) -> Result<Bytes, Response<Body>> {

@@ -56,7 +56,6 @@ pub(super) fn build(
     let mut revs = Revocations::new(
         config.revocation.max_entries,
         default_ttl(config),
-        metrics.clone(),
         rmetrics,
         audit.clone(),
         clock.clone(),

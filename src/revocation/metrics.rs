@@ -1,6 +1,8 @@
 //! Metrics of the revocation machinery beyond spec §9's `revocations_total` and lag histogram:
 //! refused inputs and the shared backend's health. Registered on the process's registry.
 
+use std::sync::Arc;
+
 use prometheus::{IntCounterVec, IntGauge, Opts};
 
 use super::Source;
@@ -21,11 +23,13 @@ pub struct RevocationMetrics {
     errors: IntCounterVec,
     /// `fapi_guard_state_backend_up`: 1 while the shared backend is connected and loaded.
     pub backend_up: IntGauge,
+    /// The spec §9 metrics (`revocations_total`, the lag histogram).
+    pub base: Arc<Metrics>,
 }
 
 impl RevocationMetrics {
     /// Registers on `m`'s registry. Fails only if registered twice on one registry.
-    pub fn new(m: &Metrics) -> Result<Self, String> {
+    pub fn new(m: &Arc<Metrics>) -> Result<Self, String> {
         let errors = IntCounterVec::new(
             Opts::new(
                 "fapi_guard_revocation_errors_total",
@@ -43,7 +47,11 @@ impl RevocationMetrics {
             .map_err(|e| e.to_string())?;
         m.register(Box::new(backend_up.clone()))
             .map_err(|e| e.to_string())?;
-        Ok(Self { errors, backend_up })
+        Ok(Self {
+            errors,
+            backend_up,
+            base: m.clone(),
+        })
     }
 
     pub fn count(&self, source: Source, error: &'static str) {
