@@ -12,6 +12,10 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+mod revocations;
+mod ssf;
+pub mod write;
+
 use crate::proxy::Guard;
 use crate::response::{Body, full};
 
@@ -23,7 +27,13 @@ pub async fn serve(listener: TcpListener, guard: Arc<Guard>, mut stop: watch::Re
                 let g = guard.clone();
                 let svc = service_fn(move |req: Request<Incoming>| {
                     let g = g.clone();
-                    async move { Ok::<_, Infallible>(route(&g, &req)) }
+                    async move {
+                        let resp = match write::route(&g, req).await {
+                            Ok(resp) => resp,
+                            Err(req) => route(&g, &req),
+                        };
+                        Ok::<_, Infallible>(resp)
+                    }
                 });
                 tokio::spawn(async move {
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -44,6 +54,11 @@ fn route<B>(guard: &Guard, req: &Request<B>) -> Response<Body> {
                 text(StatusCode::OK, "ready\n")
             } else if guard.is_draining() {
                 text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+            } else if guard.tokens().all_keys_loaded() {
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "state backend unavailable\n",
+                )
             } else {
                 text(StatusCode::SERVICE_UNAVAILABLE, "issuer keys not loaded\n")
             }

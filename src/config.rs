@@ -331,6 +331,10 @@ pub struct Config {
     pub transaction_token: TxnTokenSettings,
     /// The bank's consent service; required when a policy reads consent records.
     pub consent: Option<ConsentSettings>,
+    /// `state:` (spec §4): memory, or Redis shared by the replicas.
+    pub state: crate::state::StateSettings,
+    /// `revocation:` (spec §4): set limits and the Shared Signals receiver.
+    pub revocation: crate::revocation::config::RevocationSettings,
 }
 
 #[derive(Debug, Clone)]

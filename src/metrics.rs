@@ -285,6 +285,12 @@ impl Metrics {
         }
     }
 
+    /// Registers a collector owned elsewhere (revocation and state-backend metrics) on this
+    /// registry, so `/metrics` exports it.
+    pub fn register(&self, c: Box<dyn prometheus::core::Collector>) -> prometheus::Result<()> {
+        self.registry.register(c)
+    }
+
     fn register_all(&self) {
         let collectors: [Box<dyn prometheus::core::Collector>; 13] = [
             Box::new(self.requests.clone()),

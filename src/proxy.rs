@@ -12,6 +12,7 @@ pub mod headers;
 mod host;
 mod record;
 mod request;
+mod revoked;
 mod trace;
 
 use std::net::SocketAddr;
@@ -78,9 +79,12 @@ pub struct Guard {
     buffers: BufferBudget,
     txn_issuer: Option<TxnTokenIssuer>,
     txn_verifier: Option<TxnTokenVerifier>,
-    consent: Option<ConsentClient>,
+    consent: Option<Arc<ConsentClient>>,
     dpop_algs: String,
     draining: AtomicBool,
+    revocations: Arc<crate::revocation::Revocations>,
+    /// Fleet-wide replay store (`state.backend: redis`), for the DPoP replay check.
+    shared_replay: Option<crate::state::RedisReplay>,
 }
 
 /// The outcome of evaluating a request, before any response is written.
@@ -164,14 +168,23 @@ impl Guard {
         let consent = config
             .consent
             .clone()
-            .map(|c| ConsentClient::new(c, http.clone(), metrics.clone()));
+            .map(|c| Arc::new(ConsentClient::new(c, http.clone(), metrics.clone())));
         let tokens = TokenVerifier::new(
             &config.issuers,
             config.token_cache_capacity,
-            http,
+            http.clone(),
             clock.clone(),
             metrics.clone(),
         );
+        let (revocations, shared_replay) = revoked::build(
+            &config,
+            &metrics,
+            &audit,
+            &clock,
+            &tokens,
+            consent.as_ref(),
+            http,
+        )?;
         let upstream = Upstream::new(&config.upstream);
         let upstream_headers = headers::UpstreamHeaders::new(&config);
         let dpop_algs = config
@@ -203,6 +216,8 @@ impl Guard {
             ),
             config,
             draining: AtomicBool::new(false),
+            revocations,
+            shared_replay,
         })
     }
 
@@ -211,6 +226,12 @@ impl Guard {
         self.tokens.spawn_refresh();
         if let Some(v) = &self.txn_verifier {
             v.spawn_refresh();
+        }
+        if let Some(r) = self.revocations.ssf() {
+            crate::token::jwks::spawn_refresh(r.keys().clone());
+        }
+        if let Some(s) = self.revocations.shared() {
+            s.spawn(self.revocations.clone());
         }
     }
 
@@ -265,6 +286,7 @@ impl Guard {
                 .txn_verifier
                 .as_ref()
                 .is_none_or(TxnTokenVerifier::has_keys)
+            && self.revocations.shared().is_none_or(|s| s.ready())
     }
 
     /// Handles one request end to end. Never fails: every path ends in a response.

@@ -89,6 +89,7 @@ impl TokenVerifier {
             .expire_after(UntilExp {
                 clock: clock.clone(),
             })
+            .support_invalidation_closures()
             .build();
         Self {
             issuers,
@@ -96,6 +97,11 @@ impl TokenVerifier {
             cache,
             clock,
         }
+    }
+
+    /// A handle on the verified-token cache (revocations evict from it).
+    pub fn cache(&self) -> Cache<TokenDigest, Arc<VerifiedToken>> {
+        self.cache.clone()
     }
 
     pub fn issuers(&self) -> &[Issuer] {

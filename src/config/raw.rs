@@ -41,6 +41,10 @@ pub struct RawConfig {
     #[serde(default)]
     pub transaction_token: Option<TxnTokenConfig>,
     pub consent: Option<ConsentConfig>,
+    #[serde(default)]
+    pub state: Option<crate::state::StateConfig>,
+    #[serde(default)]
+    pub revocation: Option<crate::revocation::config::RevocationConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -249,7 +253,19 @@ impl RawConfig {
             None => None,
             Some(c) => Some(c.compile().map_err(|m| config_error(file, "consent", m))?),
         };
+        let state = self
+            .state
+            .unwrap_or_default()
+            .compile()
+            .map_err(|m| config_error(file, "state", m))?;
+        let revocation = self
+            .revocation
+            .unwrap_or_default()
+            .compile(file)
+            .map_err(|m| config_error(file, "revocation", m))?;
         Ok(Config {
+            state,
+            revocation,
             transaction_token,
             dpop,
             audit,

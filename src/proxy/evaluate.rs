@@ -83,6 +83,18 @@ impl Guard {
             }
         }
 
+        // Revocations (spec §6): in-memory, after the token is otherwise verified.
+        if let Some(t) = &eval.token
+            && let Err(r) = self.check_revoked(t, now)
+        {
+            if r == DenyReason::DependencyUnavailable {
+                eval.decision = decide::Decision::Deny(r);
+                return eval;
+            }
+            eval.token = None;
+            rejected = Some(r);
+        }
+
         // RFC 9449 §7.1: with the DPoP scheme the proof is checked on every request. Skipped
         // when the token is already refused (the answer cannot change, the crypto is wasted).
         let nonce = self.config.dpop.nonce.as_ref();
@@ -134,9 +146,10 @@ impl Guard {
         }
         // The consent (and the body, where a rule compares it) is fetched only for requests
         // that passed everything before it; then `decide` runs again with it.
-        let consent = self
+        let mut consent = self
             .check_consent(rule, t, parts, &m.params, body, now)
             .await;
+        self.check_consent_revoked(&mut consent, now);
         if consent.result == Err(DenyReason::DependencyUnavailable) {
             eval.decision = decide::Decision::Deny(DenyReason::DependencyUnavailable);
             return eval;
