@@ -271,7 +271,10 @@ impl Tpp {
                 let proof = d.proof("GET", &htu, &token, |_, c| c["iat"] = json!(now));
                 get(
                     &replica.url(path),
-                    &[("authorization", &format!("DPoP {token}")), ("dpop", &proof)],
+                    &[
+                        ("authorization", &format!("DPoP {token}")),
+                        ("dpop", &proof),
+                    ],
                 )
                 .await
             }
@@ -298,8 +301,24 @@ async fn build_trail() -> Trail {
     let as_of = now() / 3600 * 3600;
     let clock = fapi_guard::clock::Clock::fixed(as_of - 40 * DAY);
     // Replica A rotates every few records; replica B keeps one file.
-    let a = Replica::start(dir.path().join("a"), &upstream, &jwks.uri(), &consent, 2500, &clock).await;
-    let b = Replica::start(dir.path().join("b"), &upstream, &jwks.uri(), &consent, 0, &clock).await;
+    let a = Replica::start(
+        dir.path().join("a"),
+        &upstream,
+        &jwks.uri(),
+        &consent,
+        2500,
+        &clock,
+    )
+    .await;
+    let b = Replica::start(
+        dir.path().join("b"),
+        &upstream,
+        &jwks.uri(),
+        &consent,
+        0,
+        &clock,
+    )
+    .await;
 
     let tpp = |client_id, scope, consent, bound: bool, lifetime, act| Tpp {
         client_id,
@@ -309,7 +328,14 @@ async fn build_trail() -> Trail {
         lifetime,
         act,
     };
-    let good = tpp("tpp-good", "accounts openid", Some("c-good"), true, 300, None);
+    let good = tpp(
+        "tpp-good",
+        "accounts openid",
+        Some("c-good"),
+        true,
+        300,
+        None,
+    );
     let over = tpp(
         "tpp-over",
         "accounts payments openid",
@@ -318,7 +344,14 @@ async fn build_trail() -> Trail {
         300,
         None,
     );
-    let dormant = tpp("tpp-dormant", "accounts", Some("c-dormant"), true, 300, None);
+    let dormant = tpp(
+        "tpp-dormant",
+        "accounts",
+        Some("c-dormant"),
+        true,
+        300,
+        None,
+    );
     let deleg = tpp(
         "tpp-deleg",
         "accounts",
@@ -339,7 +372,11 @@ async fn build_trail() -> Trail {
     // 40 days before: the dormant client's last activity.
     for _ in 0..3 {
         let t = clock.now_unix();
-        expect("tpp-dormant", dormant.call(&key, &a, "/accounts", t).await, 200);
+        expect(
+            "tpp-dormant",
+            dormant.call(&key, &a, "/accounts", t).await,
+            200,
+        );
         clock.advance(3600);
     }
     // In the window: a few calls every few days.
@@ -348,11 +385,23 @@ async fn build_trail() -> Trail {
         let t = clock.now_unix();
         expect("tpp-good", good.call(&key, &b, "/accounts", t).await, 200);
         expect("tpp-over", over.call(&key, &a, "/accounts", t).await, 200);
-        expect("tpp-deleg", deleg.call(&key, &b, "/aggregated/accounts", t).await, 200);
-        expect("tpp-long", long.call(&key, &b, "/legacy/balances", t).await, 200);
+        expect(
+            "tpp-deleg",
+            deleg.call(&key, &b, "/aggregated/accounts", t).await,
+            200,
+        );
+        expect(
+            "tpp-long",
+            long.call(&key, &b, "/legacy/balances", t).await,
+            200,
+        );
         if days_ago <= 7 {
             // Probing a route it holds no scope for: scope_insufficient, three times.
-            expect("tpp-over", over.call(&key, &a, "/transactions", t).await, 403);
+            expect(
+                "tpp-over",
+                over.call(&key, &a, "/transactions", t).await,
+                403,
+            );
         }
         // Unattributed traffic: no token at all.
         let anon = get(&b.url("/accounts"), &[]).await;
@@ -369,14 +418,20 @@ async fn build_trail() -> Trail {
     for d in [&a_dir, &b_dir] {
         for e in std::fs::read_dir(d).expect("list") {
             let p = e.expect("entry").path();
-            if p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.contains(".jsonl")) {
+            if p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.contains(".jsonl"))
+            {
                 files.push(p);
             }
         }
     }
     files.sort();
     let rotated = files.iter().filter(|p| !p.ends_with("audit.jsonl")).count();
-    assert!(rotated >= 2, "replica A should have rotated its file: {files:?}");
+    assert!(
+        rotated >= 2,
+        "replica A should have rotated its file: {files:?}"
+    );
     Trail {
         policies: a_dir.join("policy.yaml"),
         _dir: dir,
@@ -413,7 +468,8 @@ fn report(files: &[PathBuf], format: &str) -> Run {
 
 fn json_report(files: &[PathBuf]) -> (i32, Value) {
     let run = report(files, "json");
-    let v = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("JSON: {e}\n{}", run.stdout));
+    let v =
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("JSON: {e}\n{}", run.stdout));
     (run.code, v)
 }
 
@@ -494,18 +550,30 @@ fn json_report_names_exactly_the_expected_findings_with_evidence() {
 
     // Ranked: high first, ranks 1..n.
     let findings = v["findings"].as_array().expect("findings");
-    let ranks: Vec<u64> = findings.iter().map(|f| f["rank"].as_u64().expect("rank")).collect();
+    let ranks: Vec<u64> = findings
+        .iter()
+        .map(|f| f["rank"].as_u64().expect("rank"))
+        .collect();
     assert_eq!(ranks, (1..=findings.len() as u64).collect::<Vec<_>>());
-    let sev: Vec<&str> = findings.iter().map(|f| f["severity"].as_str().expect("sev")).collect();
+    let sev: Vec<&str> = findings
+        .iter()
+        .map(|f| f["severity"].as_str().expect("sev"))
+        .collect();
     let order = |s: &str| ["high", "medium", "low"].iter().position(|x| *x == s);
-    assert!(sev.windows(2).all(|w| order(w[0]) <= order(w[1])), "{sev:?}");
+    assert!(
+        sev.windows(2).all(|w| order(w[0]) <= order(w[1])),
+        "{sev:?}"
+    );
 
     // Evidence: counts, first/last seen, an interaction id that is in the trail.
     let ids = interaction_ids(&t.files);
     for f in findings {
         let e = &f["evidence"];
         assert!(e["count"].as_u64().expect("count") > 0, "{f}");
-        assert!(e["first_seen"].is_string() && e["last_seen"].is_string(), "{f}");
+        assert!(
+            e["first_seen"].is_string() && e["last_seen"].is_string(),
+            "{f}"
+        );
         let iid = e["example_interaction_id"].as_str().expect("example id");
         assert!(ids.contains(iid), "{iid} is not a decision in the trail");
     }
@@ -523,7 +591,10 @@ fn json_report_names_exactly_the_expected_findings_with_evidence() {
         .iter()
         .map(|u| u["name"].as_str().expect("name"))
         .collect();
-    assert_eq!(unused_perms, ["ReadAccountsDetail", "ReadTransactionsDetail"]);
+    assert_eq!(
+        unused_perms,
+        ["ReadAccountsDetail", "ReadTransactionsDetail"]
+    );
     assert_eq!(finding(&v, "unused_scopes", "tpp-over")["severity"], "high");
     assert_eq!(over["calls"], t.decisions["tpp-over"]);
     assert_eq!(over["deny_reasons"][0]["reason"], "scope_insufficient");
@@ -539,14 +610,23 @@ fn json_report_names_exactly_the_expected_findings_with_evidence() {
     assert_eq!(dormant["calls_before_window"], 3);
     assert_eq!(dormant["score"], 0);
     let seen = dormant["seen"]["last_seen"].as_str().expect("last seen");
-    assert!(seen < v["window"]["since"].as_str().expect("since"), "{seen}");
-    assert_eq!(finding(&v, "dormant_client", "tpp-dormant")["evidence"]["count"], 3);
+    assert!(
+        seen < v["window"]["since"].as_str().expect("since"),
+        "{seen}"
+    );
+    assert_eq!(
+        finding(&v, "dormant_client", "tpp-dormant")["evidence"]["count"],
+        3
+    );
 
     let long = principal(&v, "client", "tpp-long");
     assert_eq!(long["tokens"]["max_lifetime_seconds"], 7200);
     assert_eq!(long["tokens"]["unbound_share"], 1.0);
     assert_eq!(long["tokens"]["unbound_allowed_route_calls"], 6);
-    assert_eq!(finding(&v, "long_lived_tokens", "tpp-long")["severity"], "high");
+    assert_eq!(
+        finding(&v, "long_lived_tokens", "tpp-long")["severity"],
+        "high"
+    );
 
     let deleg = principal(&v, "client", "tpp-deleg");
     assert_eq!(deleg["tokens"]["max_delegation_depth"], 2);
@@ -559,7 +639,10 @@ fn json_report_names_exactly_the_expected_findings_with_evidence() {
     let good = principal(&v, "client", "tpp-good");
     assert_eq!(good["score"], 100);
     assert_eq!(good["scopes"]["unused"], json!([]));
-    assert_eq!(good["consent_permissions"]["used"], json!(["ReadAccountsBasic"]));
+    assert_eq!(
+        good["consent_permissions"]["used"],
+        json!(["ReadAccountsBasic"])
+    );
     assert!(over["score"].as_u64() < good["score"].as_u64());
 
     assert_eq!(v["totals"]["unattributed"], 6);
@@ -567,7 +650,12 @@ fn json_report_names_exactly_the_expected_findings_with_evidence() {
         .as_array()
         .expect("reasons")
         .iter()
-        .map(|r| (r["reason"].as_str().expect("r"), r["count"].as_u64().expect("n")))
+        .map(|r| {
+            (
+                r["reason"].as_str().expect("r"),
+                r["count"].as_u64().expect("n"),
+            )
+        })
         .collect();
     assert_eq!(reasons, [("token_missing", 6), ("scope_insufficient", 3)]);
     let timeline: u64 = v["timeline"]["buckets"]
@@ -576,7 +664,10 @@ fn json_report_names_exactly_the_expected_findings_with_evidence() {
         .iter()
         .map(|b| b["allow"].as_u64().expect("a") + b["deny"].as_u64().expect("d"))
         .sum();
-    assert_eq!(timeline, v["totals"]["decisions_in_window"].as_u64().expect("n"));
+    assert_eq!(
+        timeline,
+        v["totals"]["decisions_in_window"].as_u64().expect("n")
+    );
 }
 
 #[test]
@@ -619,7 +710,11 @@ fn text_report_names_the_same_findings() {
             run.stdout
         );
     }
-    assert!(run.stdout.contains("client tpp-dormant  score 0 DORMANT"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("client tpp-dormant  score 0 DORMANT"),
+        "{}",
+        run.stdout
+    );
     assert!(run.stdout.contains("UNUSED [payments]"), "{}", run.stdout);
 }
 
@@ -630,7 +725,10 @@ fn tampered_truncated_and_duplicated_files_are_reported_and_not_counted() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut copies = Vec::new();
     for (i, f) in t.files.iter().enumerate() {
-        let name = format!("{i}-{}", f.file_name().and_then(|n| n.to_str()).expect("name"));
+        let name = format!(
+            "{i}-{}",
+            f.file_name().and_then(|n| n.to_str()).expect("name")
+        );
         let to = dir.path().join(name);
         std::fs::copy(f, &to).expect("copy");
         copies.push(to);
@@ -648,8 +746,11 @@ fn tampered_truncated_and_duplicated_files_are_reported_and_not_counted() {
         .find(|&i| l[i].contains("\"decision\":\"allow\""))
         .expect("an allow to tamper with");
     l[i] = l[i].replacen("\"decision\":\"allow\"", "\"decision\":\"deny\"", 1);
-    std::fs::write(&rotated, l.iter().map(|x| format!("{x}\n")).collect::<String>())
-        .expect("tamper");
+    std::fs::write(
+        &rotated,
+        l.iter().map(|x| format!("{x}\n")).collect::<String>(),
+    )
+    .expect("tamper");
     // Truncate: replica B's active file (sorted last) cut mid-line, as a torn copy would be.
     let active_b = copies.last().expect("files").clone();
     assert!(active_b.to_string_lossy().ends_with("audit.jsonl") && lines(&active_b) > 3);
@@ -666,8 +767,16 @@ fn tampered_truncated_and_duplicated_files_are_reported_and_not_counted() {
     copies.push(dup.clone());
 
     let run = report(&copies, "json");
-    assert_eq!(run.code, 1, "untrusted files → exit 1; stderr: {}", run.stderr);
-    assert!(run.stderr.contains("untrusted, not counted"), "{}", run.stderr);
+    assert_eq!(
+        run.code, 1,
+        "untrusted files → exit 1; stderr: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("untrusted, not counted"),
+        "{}",
+        run.stderr
+    );
     let v: Value = serde_json::from_str(&run.stdout).expect("json");
     assert_eq!(v["integrity"]["untrusted_files"], 2);
     let status = |p: &Path| -> (String, String) {
@@ -711,7 +820,10 @@ fn html_report_is_self_contained_and_names_the_findings() {
     let html = &run.stdout;
     assert!(html.starts_with("<!DOCTYPE html>"));
     for forbidden in ["<script", " src=", " href=", "<link", "@import", "url("] {
-        assert!(!html.contains(forbidden), "HTML must not contain {forbidden:?}");
+        assert!(
+            !html.contains(forbidden),
+            "HTML must not contain {forbidden:?}"
+        );
     }
     assert!(html.matches("<svg").count() >= 2, "two inline SVG charts");
     for (code, _, who) in EXPECTED {
@@ -813,6 +925,10 @@ fn html_report_renders_in_headless_chromium_without_console_errors() {
     }
     let png = std::fs::read(&shot).expect("screenshot written");
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
-    assert!(png.len() > 20_000, "screenshot suspiciously small: {} bytes", png.len());
+    assert!(
+        png.len() > 20_000,
+        "screenshot suspiciously small: {} bytes",
+        png.len()
+    );
     eprintln!("screenshot: {}", shot.display());
 }

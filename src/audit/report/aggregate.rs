@@ -46,8 +46,20 @@ impl Ev {
         }
     }
 
+    /// Combines the evidence of records that are disjoint (one deny reason per record).
     pub fn merge(&mut self, other: &Ev) {
         self.count += other.count;
+        self.widen(other);
+    }
+
+    /// Combines the evidence of items a record may carry together (several scopes of one
+    /// token): the count becomes the largest item's, a lower bound of the records concerned.
+    pub fn merge_max(&mut self, other: &Ev) {
+        self.count = self.count.max(other.count);
+        self.widen(other);
+    }
+
+    fn widen(&mut self, other: &Ev) {
         if let Some(f) = other.first
             && self.first.is_none_or(|s| f < s)
         {

@@ -376,7 +376,7 @@ fn rules(
         let mut ev = Ev::default();
         for u in &pr.scopes.unused {
             if let Some(e) = p.scopes.get(&u.name) {
-                ev.merge(e);
+                ev.merge_max(e);
             }
         }
         out.push(finding(
@@ -388,7 +388,11 @@ fn rules(
                 pr.scopes.unused.len(),
                 pr.scopes.granted.len()
             ),
-            pr.scopes.unused.iter().map(describe_unused).collect(),
+            pr.scopes
+                .unused
+                .iter()
+                .map(|u| describe_unused(u, &p.scopes))
+                .collect(),
             &ev,
         ));
     }
@@ -396,7 +400,7 @@ fn rules(
         let mut ev = Ev::default();
         for u in &pr.consent_permissions.unused {
             if let Some(e) = p.permissions.get(&u.name) {
-                ev.merge(e);
+                ev.merge_max(e);
             }
         }
         out.push(finding(
@@ -411,7 +415,7 @@ fn rules(
             pr.consent_permissions
                 .unused
                 .iter()
-                .map(describe_unused)
+                .map(|u| describe_unused(u, &p.permissions))
                 .collect(),
             &ev,
         ));
@@ -495,10 +499,15 @@ fn rules(
     out
 }
 
-fn describe_unused(u: &Unused) -> String {
+fn describe_unused(u: &Unused, seen: &BTreeMap<String, Ev>) -> String {
+    let calls = seen.get(&u.name).map_or(0, |e| e.count);
     if u.needed_by.is_empty() {
-        format!("{} (no route needs it)", u.name)
+        format!("{} (held in {calls} calls; no route needs it)", u.name)
     } else {
-        format!("{} (needed by {})", u.name, u.needed_by.join(", "))
+        format!(
+            "{} (held in {calls} calls; needed by {})",
+            u.name,
+            u.needed_by.join(", ")
+        )
     }
 }

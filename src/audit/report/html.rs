@@ -27,7 +27,7 @@ code{font:12px ui-monospace,monospace;background:#eef1f5;padding:1px 4px;border-
 .charts{display:flex;gap:18px;flex-wrap:wrap}.charts>div{flex:1 1 480px}
 td.used{background:var(--used);text-align:center}td.unused{background:var(--unused);text-align:center;font-weight:700}
 td.none{text-align:center;color:#b7bec8}th.rot{white-space:nowrap}.score{font-weight:700}
-ul{margin:4px 0;padding-left:18px}
+ul{margin:4px 0;padding-left:18px}td.ev{font-size:12px;min-width:190px}
 ";
 
 pub fn render(r: &Report) -> String {
@@ -56,11 +56,11 @@ fn page(o: &mut String, r: &Report) -> std::fmt::Result {
         }
     )?;
     summary(o, r)?;
-    integrity(o, r)?;
     findings(o, r)?;
-    charts(o, r)?;
     matrix(o, r)?;
+    charts(o, r)?;
     principals(o, r)?;
+    integrity(o, r)?;
     o.push_str("</main></body></html>\n");
     Ok(())
 }
@@ -150,7 +150,7 @@ fn findings(o: &mut String, r: &Report) -> std::fmt::Result {
         write!(
             o,
             "<tr><td>{}</td><td><span class=\"sev {}\">{}</span></td><td><code>{}</code><br>{}</td>\
-             <td>{} <b>{}</b></td><td><ul>{items}</ul></td><td>{} record(s)<br>\
+             <td>{} <b>{}</b></td><td><ul>{items}</ul></td><td class=\"ev\">{} record(s) \
              <span class=\"muted\">{} → {}</span><br>e.g. <code>{}</code></td></tr>",
             f.rank,
             f.severity,
@@ -160,8 +160,8 @@ fn findings(o: &mut String, r: &Report) -> std::fmt::Result {
             f.principal_kind,
             esc(&f.principal),
             e.count,
-            esc(e.first_seen.as_deref().unwrap_or("–")),
-            esc(e.last_seen.as_deref().unwrap_or("–")),
+            short(e.first_seen.as_deref()),
+            short(e.last_seen.as_deref()),
             esc(e.example_interaction_id.as_deref().unwrap_or("–"))
         )?;
     }
@@ -395,7 +395,7 @@ fn principals(o: &mut String, r: &Report) -> std::fmt::Result {
             },
             p.allows,
             p.denies,
-            esc(p.seen.last_seen.as_deref().unwrap_or("–")),
+            short(p.seen.last_seen.as_deref()),
             t.max_lifetime_seconds
                 .map_or("–".to_owned(), |s| format!("{s} s")),
             t.unbound.count,
@@ -413,6 +413,15 @@ fn principals(o: &mut String, r: &Report) -> std::fmt::Result {
     }
     o.push_str("</table></section>");
     Ok(())
+}
+
+/// `2026-11-24T06:00:00.123456Z` → `2026-11-24 06:00` for the tables (JSON keeps the rest).
+fn short(ts: Option<&str>) -> String {
+    match ts {
+        Some(t) if t.len() >= 16 => esc(&t[..16].replacen('T', " ", 1)),
+        Some(t) => esc(t),
+        None => "–".into(),
+    }
 }
 
 /// HTML-escapes text for element content and double-quoted attributes.
