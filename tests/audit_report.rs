@@ -911,7 +911,7 @@ fn html_report_renders_in_headless_chromium_without_console_errors() {
             "--hide-scrollbars",
             "--enable-logging=stderr",
             "--v=0",
-            "--window-size=1300,2200",
+            "--window-size=1300,2900",
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg(format!("--screenshot={}", shot.display()))

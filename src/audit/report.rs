@@ -168,24 +168,22 @@ pub fn routes(t: &RouteTable) -> impl Iterator<Item = (&str, &str, &RouteNeeds)>
 fn table(set: &PolicySet) -> RouteTable {
     let mut t = RouteTable::new();
     for r in set.routes() {
-        {
-            let permissions = match &r.consent {
-                Some(crate::consent::ConsentRule::Record(rule)) => {
-                    rule.permissions.iter().map(|p| p.to_string()).collect()
-                }
-                _ => Vec::new(),
-            };
-            let needs = RouteNeeds {
-                method: r.method.as_str().to_owned(),
-                scopes: r.scopes.iter().map(|s| s.to_string()).collect(),
-                permissions,
-                unbound_allowed: r.binding == crate::policy::Binding::UnboundAllowed,
-                public: r.public,
-            };
-            t.entry(r.api.to_string())
-                .or_default()
-                .insert(r.name.to_string(), needs);
-        }
+        let permissions = match &r.consent {
+            Some(crate::consent::ConsentRule::Record(rule)) => {
+                rule.permissions.iter().map(|p| p.to_string()).collect()
+            }
+            _ => Vec::new(),
+        };
+        let needs = RouteNeeds {
+            method: r.method.as_str().to_owned(),
+            scopes: r.scopes.iter().map(|s| s.to_string()).collect(),
+            permissions,
+            unbound_allowed: r.binding == crate::policy::Binding::UnboundAllowed,
+            public: r.public,
+        };
+        t.entry(r.api.to_string())
+            .or_default()
+            .insert(r.name.to_string(), needs);
     }
     t
 }

@@ -55,7 +55,7 @@ pub fn finish(
     let mut findings = Vec::new();
     for (kind, map) in [("client", &agg.clients), ("actor", &agg.actors)] {
         for (id, p) in map {
-            let pr = principal(kind, id, p, policies, opts);
+            let pr = principal(kind, id, p, policies);
             findings.extend(rules(&pr, p, policies, opts));
             principals.push(pr);
         }
@@ -133,13 +133,7 @@ fn severity_rank(s: &str) -> u8 {
     }
 }
 
-fn principal(
-    kind: &'static str,
-    id: &str,
-    p: &PrincipalAcc,
-    policies: &Policies,
-    opts: &ReportOptions,
-) -> Principal {
+fn principal(kind: &'static str, id: &str, p: &PrincipalAcc, policies: &Policies) -> Principal {
     let dormant = p.calls == 0 && p.seen.count > 0;
     let mut scope_needs = BTreeSet::new();
     let mut perm_needs = BTreeSet::new();
@@ -225,7 +219,6 @@ fn principal(
         &scopes,
         &consent_permissions,
         p,
-        opts,
         unbound_share,
     );
     Principal {
@@ -296,7 +289,6 @@ fn score(
     scopes: &Usage,
     perms: &Usage,
     p: &PrincipalAcc,
-    _opts: &ReportOptions,
     unbound_share: f64,
 ) -> u32 {
     if dormant {
