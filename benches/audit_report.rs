@@ -52,10 +52,10 @@ fn record(i: usize, ts_secs: i64) -> AuditRecord {
         _ => None,
     };
     let mut scopes = vec!["accounts".to_owned()];
-    if client % 3 == 0 {
+    if client.is_multiple_of(3) {
         scopes.push("payments".into());
     }
-    if client % 5 == 0 {
+    if client.is_multiple_of(5) {
         scopes.push("transactions".into());
     }
     let jti = format!("jti-{client}-{}", i / 50);
@@ -70,7 +70,7 @@ fn record(i: usize, ts_secs: i64) -> AuditRecord {
         .token(TokenInfo {
             jti: Some(jti.clone()),
             sha256: token_digest(&jti),
-            exp: Some(ts_secs + if client % 11 == 0 { 7200 } else { 300 }),
+            exp: Some(ts_secs + if client.is_multiple_of(11) { 7200 } else { 300 }),
             iat: Some(ts_secs),
             binding: if route == 6 { "none" } else { "dpop" },
             jkt: Some("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I".into()),
@@ -88,7 +88,7 @@ fn record(i: usize, ts_secs: i64) -> AuditRecord {
         .scopes(scopes)
         .policy_revision("sha256:bench")
         .decide_us(12);
-    if client % 13 == 0 {
+    if client.is_multiple_of(13) {
         r = r.delegation(vec![Actor {
             sub: format!("spiffe://bank.example/ns/aggregators/sa/agg-{}", client % 4),
             client_id: Some("agg".into()),
@@ -127,7 +127,7 @@ fn generate(dir: &std::path::Path, total: usize) -> Vec<PathBuf> {
             state.seal_into(&rec, ts, &mut buf).expect("sealed");
             n += 1;
             written += 1;
-            if n % PER_FILE == 0 || n == per_replica || written == total {
+            if n.is_multiple_of(PER_FILE) || n == per_replica || written == total {
                 let p = dir.join(format!("replica-{rep}.audit.jsonl.{part:020}"));
                 std::fs::write(&p, &buf).expect("write");
                 buf.clear();
