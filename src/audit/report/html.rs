@@ -20,14 +20,14 @@ border-radius:8px;padding:16px 20px;margin:0 0 18px}h2{font-size:16px;margin:0 0
 border-radius:6px;padding:10px 14px}.card b{display:block;font-size:22px}.card span{color:var(--muted)}
 table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:6px 8px;
 border-bottom:1px solid var(--line);vertical-align:top}th{font-weight:600;color:var(--muted);font-size:12px}
-.sev{display:inline-block;padding:1px 8px;border-radius:10px;color:#fff;font-size:12px;font-weight:600}
+.sev{display:inline-block;white-space:nowrap;overflow-wrap:normal;padding:1px 8px;border-radius:10px;color:#fff;font-size:12px;font-weight:600}
 .sev.high{background:var(--high)}.sev.medium{background:var(--medium)}.sev.low{background:var(--low)}
 code{font:12px ui-monospace,monospace;background:#eef1f5;padding:1px 4px;border-radius:3px}
 .muted{color:var(--muted)}.bad{color:var(--deny);font-weight:600}.ok{color:var(--allow);font-weight:600}
 .charts{display:flex;gap:18px;flex-wrap:wrap}.charts>div{flex:1 1 480px}
 td.used{background:var(--used);text-align:center}td.unused{background:var(--unused);text-align:center;font-weight:700}
 td.none{text-align:center;color:#b7bec8}th.rot{white-space:nowrap}.score{font-weight:700}
-ul{margin:4px 0;padding-left:18px}td.ev{font-size:12px;min-width:190px}
+ul{margin:4px 0;padding-left:18px}td{overflow-wrap:anywhere}td.ev{font-size:12px;min-width:190px}
 ";
 
 pub fn render(r: &Report) -> String {
