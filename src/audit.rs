@@ -7,12 +7,14 @@
 //!   with resume after a crash and size-based rotation).
 //! - [`config`]: the `audit:` section of spec §4.
 //! - [`verify`]: `fapi-guard audit verify`.
+//! - [`report`]: `fapi-guard audit report`, the least-privilege report.
 //!
 //! Records never contain raw tokens, proofs, secrets or `Authorization` headers.
 
 pub mod chain;
 pub mod config;
 pub mod record;
+pub mod report;
 mod sink;
 pub mod verify;
 mod writer;

@@ -114,6 +114,27 @@ pub enum AuditCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Least-privilege report: per client and delegation actor, what was granted against what
+    /// was used, with ranked findings. Verifies every file first; exit 1 if any is untrusted.
+    Report {
+        /// Audit files or directories (rotated sets and several replicas, any order).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Policy directory or file compiled as one revision; repeat for older revisions.
+        #[arg(long = "policies")]
+        policies: Vec<PathBuf>,
+        /// Window ending at --as-of: 30d, 12h, 2w, ...
+        #[arg(long, default_value = "30d")]
+        since: String,
+        /// End of the window, RFC 3339 UTC (default: now).
+        #[arg(long)]
+        as_of: Option<String>,
+        /// Tokens living longer than this (exp - iat) are reported: 10m, 1h, ...
+        #[arg(long, default_value = "10m")]
+        max_token_lifetime: String,
+        #[arg(long, value_enum, default_value = "text")]
+        format: crate::audit::report::Format,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -250,6 +271,24 @@ pub fn run(cli: Cli) -> ExitCode {
                 }
             }
         }),
+        Command::Audit {
+            command:
+                AuditCommand::Report {
+                    paths,
+                    policies,
+                    since,
+                    as_of,
+                    max_token_lifetime,
+                    format,
+                },
+        } => audit_report(
+            paths,
+            policies,
+            &since,
+            as_of.as_deref(),
+            &max_token_lifetime,
+            format,
+        ),
         Command::Version => {
             println!("fapi-guard {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -374,6 +413,48 @@ fn policy_test(paths: &[PathBuf], coverage: bool, min_coverage: Option<f64>) -> 
     } else {
         ExitCode::from(1)
     }
+}
+
+fn audit_report(
+    paths: Vec<PathBuf>,
+    policies: Vec<PathBuf>,
+    since: &str,
+    as_of: Option<&str>,
+    max_token_lifetime: &str,
+    format: crate::audit::report::Format,
+) -> ExitCode {
+    use crate::audit::report;
+    let usage = |msg: String| {
+        eprintln!("audit report: {msg}");
+        ExitCode::from(2)
+    };
+    let since_secs = match report::parse_window(since) {
+        Ok(s) => s,
+        Err(e) => return usage(e),
+    };
+    let as_of_micros = match as_of {
+        None => crate::clock::Clock::system().now_micros(),
+        Some(t) => match report::stamp::parse_micros(t) {
+            Some(m) => m,
+            None => {
+                return usage(format!(
+                    "--as-of {t:?} is not RFC 3339 UTC (2026-11-24T06:00:00Z)"
+                ));
+            }
+        },
+    };
+    let max_token_lifetime_secs = match crate::duration::parse(max_token_lifetime) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => return usage(format!("--max-token-lifetime: {e}")),
+    };
+    let opts = report::ReportOptions {
+        paths,
+        policies,
+        since_secs,
+        as_of_micros,
+        max_token_lifetime_secs,
+    };
+    ExitCode::from(u8::try_from(report::run_cli(&opts, format)).unwrap_or(2))
 }
 
 fn block_on<F: std::future::Future<Output = ExitCode>>(f: F) -> ExitCode {

@@ -250,7 +250,8 @@ async fn every_consent_record_reason() {
         .expect("allow");
     assert_eq!(
         d["consent"],
-        json!({"id": "ok", "source": "record", "status": "Authorised"})
+        json!({"id": "ok", "source": "record", "status": "Authorised",
+               "permissions": ["ReadAccountsDetail"]})
     );
     assert_eq!(
         w.echo.last().expect("seen").headers["x-fapi-consent-id"],

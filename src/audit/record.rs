@@ -52,6 +52,10 @@ pub struct TokenInfo {
     pub sha256: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exp: Option<i64>,
+    /// `iat` of the token: with `exp`, the lifetime the issuer granted (`audit report` flags
+    /// long-lived tokens). Added after v1 shipped; absent in older records.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
     /// `dpop`, `mtls` or `none` (unbound, where the route allows it).
     pub binding: &'static str,
     /// RFC 9449 `cnf.jkt` for DPoP-bound tokens.
@@ -66,6 +70,10 @@ pub struct ConsentInfo {
     pub source: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+    /// The consent record's granted `permissions` (spec §5), so `audit report` can compare them
+    /// with what the routes called needed. Absent for RAR consents and in older records.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<Vec<String>>,
 }
 
 /// One hop of the RFC 8693 `act` chain, outermost (current actor) first (spec §7).
@@ -406,6 +414,7 @@ mod tests {
                 jti: Some("j-1".into()),
                 sha256: token_digest("tok"),
                 exp: Some(1_764_000_000),
+                iat: Some(1_763_999_700),
                 binding: "dpop",
                 jkt: Some("jkt-1".into()),
             })
@@ -413,6 +422,7 @@ mod tests {
                 id: "c-123".into(),
                 source: "record",
                 status: Some("Authorised".into()),
+                permissions: Some(vec!["ReadAccountsDetail".into()]),
             })
             .delegation(vec![Actor {
                 sub: "spiffe://agg".into(),
@@ -427,7 +437,7 @@ mod tests {
             (
                 "full allow, spec §8 example order",
                 full,
-                r#"{"kind":"decision","interaction_id":"i-1","txn":"t-1","api":"accounts","route":"get-account","method":"GET","path":"/accounts/acc-1","decision":"allow","reason":null,"client_id":"tpp-1","subject":"psu-9","issuer":"https://as.bank.example","token":{"jti":"j-1","sha256":"GnZ0607njffhrEOak8P6jj","exp":1764000000,"binding":"dpop","jkt":"jkt-1"},"consent":{"id":"c-123","source":"record","status":"Authorised"},"delegation":[{"sub":"spiffe://agg","client_id":"agg-1"}],"purpose":"account-information","scopes":["accounts"],"policy_revision":"sha256:x","decide_us":14}"#,
+                r#"{"kind":"decision","interaction_id":"i-1","txn":"t-1","api":"accounts","route":"get-account","method":"GET","path":"/accounts/acc-1","decision":"allow","reason":null,"client_id":"tpp-1","subject":"psu-9","issuer":"https://as.bank.example","token":{"jti":"j-1","sha256":"GnZ0607njffhrEOak8P6jj","exp":1764000000,"iat":1763999700,"binding":"dpop","jkt":"jkt-1"},"consent":{"id":"c-123","source":"record","status":"Authorised","permissions":["ReadAccountsDetail"]},"delegation":[{"sub":"spiffe://agg","client_id":"agg-1"}],"purpose":"account-information","scopes":["accounts"],"policy_revision":"sha256:x","decide_us":14}"#,
             ),
             (
                 "deny carries its reason",

@@ -78,9 +78,29 @@ pub fn verify_files(paths: &[PathBuf]) -> Result<VerifySummary, VerifyFailure> {
             message: format!("cannot read: {e}"),
             unreadable: true,
         })?;
-        v.file(path, BufReader::new(file))?;
+        v.file(path, BufReader::new(file), &mut |_| {})?;
         v.summary.files.push(path.clone());
     }
+    Ok(v.summary)
+}
+
+/// Verifies one file as a chain of its own (its first `prev` taken on trust, see the module
+/// docs) and hands every line that passed the checks, without its newline, to `visit`.
+/// `visit` may see lines of a file that fails further on: callers keep what it collected only
+/// on `Ok`. `audit report` uses this to verify and read each file in the same pass.
+pub fn verify_file_visiting(
+    path: &Path,
+    visit: &mut dyn FnMut(&[u8]),
+) -> Result<VerifySummary, VerifyFailure> {
+    let file = File::open(path).map_err(|e| VerifyFailure {
+        file: path.to_owned(),
+        line: 0,
+        message: format!("cannot read: {e}"),
+        unreadable: true,
+    })?;
+    let mut v = Verifier::default();
+    v.file(path, BufReader::with_capacity(1 << 20, file), visit)?;
+    v.summary.files.push(path.to_owned());
     Ok(v.summary)
 }
 
@@ -123,7 +143,12 @@ struct Verifier {
 }
 
 impl Verifier {
-    fn file(&mut self, path: &Path, mut reader: impl BufRead) -> Result<(), VerifyFailure> {
+    fn file(
+        &mut self,
+        path: &Path,
+        mut reader: impl BufRead,
+        visit: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), VerifyFailure> {
         let mut line = Vec::new();
         let mut number = 0u64;
         loop {
@@ -153,6 +178,7 @@ impl Verifier {
             }
             line.pop();
             self.line(path, number, &line).map_err(|m| fail(m, false))?;
+            visit(&line);
         }
     }
 

@@ -69,6 +69,7 @@ impl RarMatch<'_> {
             id,
             source: "authorization_details",
             status: None,
+            permissions: None,
         }
     }
 }

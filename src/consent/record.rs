@@ -48,6 +48,7 @@ impl ConsentRecord {
             id: id.to_owned(),
             source: "record",
             status: Some(self.status.clone()),
+            permissions: Some(self.permissions.clone()),
         }
     }
 }
@@ -80,6 +81,10 @@ mod tests {
         assert_eq!(
             (info.id.as_str(), info.source, info.status.as_deref()),
             ("c-123", "record", Some("Authorised"))
+        );
+        assert_eq!(
+            info.permissions,
+            Some(vec!["ReadAccountsDetail".to_owned()])
         );
     }
 

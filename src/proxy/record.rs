@@ -68,6 +68,7 @@ pub fn decision(eval: &Evaluation, req: &RequestInfo<'_>) -> AuditRecord {
             jti: eval.token.as_ref().map(|t| t.jti.clone()),
             sha256: digest_prefix(d),
             exp: eval.token.as_ref().map(|t| t.exp),
+            iat: eval.token.as_ref().map(|t| t.iat),
             binding,
             jkt: eval.token.as_ref().and_then(|t| t.cnf.jkt.clone()),
         });
