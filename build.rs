@@ -8,7 +8,10 @@
 const OPTIONAL: &[(&str, &str)] = &[
     ("FAPI_GUARD_TEST_PYTHON", "fapi_guard_test_python"),
     ("FAPI_GUARD_TEST_REDIS", "fapi_guard_test_redis"),
-    ("FAPI_GUARD_TEST_REDIS_SERVER", "fapi_guard_test_redis_server"),
+    (
+        "FAPI_GUARD_TEST_REDIS_SERVER",
+        "fapi_guard_test_redis_server",
+    ),
     ("FAPI_GUARD_TEST_KUBECTL", "fapi_guard_test_kubectl"),
     ("FAPI_GUARD_TEST_CHROMIUM", "fapi_guard_test_chromium"),
     ("FAPI_GUARD_TEST_NODE", "fapi_guard_test_node"),

@@ -22,7 +22,10 @@ fn python() -> String {
         .args(["-c", "import joserfc, requests"])
         .status()
         .is_ok_and(|s| s.success());
-    assert!(ok, "FAPI_GUARD_TEST_PYTHON={py} cannot import joserfc and requests");
+    assert!(
+        ok,
+        "FAPI_GUARD_TEST_PYTHON={py} cannot import joserfc and requests"
+    );
     py
 }
 
