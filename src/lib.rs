@@ -25,6 +25,7 @@ pub mod purpose;
 pub mod reason;
 pub mod reload;
 pub mod response;
+pub mod secret;
 pub mod server;
 pub mod tls;
 pub mod token;
