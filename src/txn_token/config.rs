@@ -22,6 +22,7 @@ use std::time::Duration;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
 use jsonwebtoken::Algorithm;
 use rustls::pki_types::PrivateKeyDer;
+use rustls::pki_types::pem::PemObject;
 use serde::Deserialize;
 
 use super::MAX_LIFETIME;
@@ -215,11 +216,12 @@ impl AcceptConfig {
 /// that aws-lc-rs accepts it for ES256, so a wrong key fails at load.
 pub(super) fn load_signing_key(path: &Path) -> Result<SigningKeyDer, String> {
     let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let der = match rustls_pemfile::private_key(&mut pem.as_slice()) {
-        Ok(Some(PrivateKeyDer::Pkcs8(k))) => k.secret_pkcs8_der().to_vec(),
-        Ok(Some(PrivateKeyDer::Sec1(k))) => k.secret_sec1_der().to_vec(),
-        Ok(Some(_)) => return Err("not an EC private key (want PEM PKCS#8 EC P-256)".into()),
-        Ok(None) | Err(_) => return Err("no PEM private key found".into()),
+    // The first private key section (PKCS#8, SEC1 or PKCS#1); other sections are skipped.
+    let der = match PrivateKeyDer::from_pem_slice(&pem) {
+        Ok(PrivateKeyDer::Pkcs8(k)) => k.secret_pkcs8_der().to_vec(),
+        Ok(PrivateKeyDer::Sec1(k)) => k.secret_sec1_der().to_vec(),
+        Ok(_) => return Err("not an EC private key (want PEM PKCS#8 EC P-256)".into()),
+        Err(_) => return Err("no PEM private key found".into()),
     };
     EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_FIXED_SIGNING, &der)
         .map_err(|_| "not an EC P-256 private key usable for ES256".to_owned())?;
