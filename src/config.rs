@@ -27,6 +27,7 @@ use crate::txn_token::TxnTokenSettings;
 pub use cidr::Cidr;
 pub use marks::{Marks, plain_path};
 pub use raw::RawConfig;
+pub(crate) use raw::remote_key_uri;
 
 /// An asymmetric JWS algorithm we accept, by name; `none` and HS* are never accepted.
 pub(crate) fn raw_alg(s: &str) -> Option<Algorithm> {
@@ -389,7 +390,11 @@ pub struct UpstreamSettings {
 #[derive(Debug, Clone)]
 pub struct AdminSettings {
     pub address: SocketAddr,
-    pub token: Option<String>,
+    /// Bearer secret of the write endpoints (`admin.token_file`); required off loopback.
+    pub token: Option<crate::secret::Secret>,
+    /// `admin.metrics_address`: a second, read-only listener (`/metrics`, `/healthz`,
+    /// `/readyz`, `/jwks`) for Prometheus and kubelet probes on the pod IP.
+    pub metrics_address: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone)]

@@ -259,8 +259,17 @@ fn check_time(now: i64, t: &VerifiedToken) -> Result<(), DenyReason> {
 
 /// RFC 9068 §4: the token's `aud` must contain an audience this resource server accepts (the
 /// policy's `audience`, or else the issuer's configured audiences).
+///
+/// A Txn-Token is not an access token: its `aud` is the trust domain (draft-ietf-oauth-
+/// transaction-tokens §4), never the API's public audience, so the policy's `audience` does not
+/// apply to it. Its settings carry exactly the `transaction_token.accept.audience`, which is
+/// checked again here so that `decide` alone still refuses a Txn-Token for another domain.
 fn check_audience(t: &VerifiedToken, route: &Route) -> Result<(), DenyReason> {
-    let accepted: &[String] = route.audiences.as_deref().unwrap_or(&t.issuer.audiences);
+    let accepted: &[String] = if t.txn.is_some() {
+        &t.issuer.audiences
+    } else {
+        route.audiences.as_deref().unwrap_or(&t.issuer.audiences)
+    };
     if t.aud.iter().any(|a| accepted.iter().any(|x| x == a)) {
         Ok(())
     } else {

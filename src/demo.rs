@@ -74,14 +74,22 @@ pub async fn run(serve: bool) -> Result<(), String> {
     }
     running.shutdown(Duration::from_secs(1)).await;
     guard.audit().clone().shutdown().await;
-    if result.is_ok() {
-        match crate::audit::verify_files(&[dir.join("audit.jsonl")]) {
-            Ok(summary) => println!("\naudit trail (hash-chained, verified):\n{summary}"),
-            Err(e) => println!("\naudit trail failed verification: {e:?}"),
-        }
-    }
+    // A broken chain is a failed demo (exit 1), never a line printed beside exit 0.
+    let result = result.and_then(|()| verify_trail(&dir.join("audit.jsonl")));
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+/// Verifies the demo's audit trail and prints its summary; a trail that does not verify is an
+/// error, so `fapi-guard demo` exits 1.
+fn verify_trail(path: &std::path::Path) -> Result<(), String> {
+    match crate::audit::verify_files(&[path.to_path_buf()]) {
+        Ok(summary) => {
+            println!("\naudit trail (hash-chained, verified):\n{summary}");
+            Ok(())
+        }
+        Err(e) => Err(format!("audit trail failed verification: {e:?}")),
+    }
 }
 
 fn write_files(
@@ -124,4 +132,49 @@ policies: [policies/]
     let path = dir.join("config.yaml");
     std::fs::write(&path, config)?;
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 9 defect 12: the demo's own check can fail. A tampered or missing trail is an
+    /// error (the CLI maps it to exit 1); an intact one passes.
+    #[tokio::test]
+    async fn a_broken_audit_trail_fails_the_demo() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("audit.jsonl");
+        let settings = crate::audit::AuditSettings {
+            sink: crate::audit::SinkSettings::File {
+                path: path.clone(),
+                rotate_bytes: None,
+            },
+            ..crate::audit::AuditSettings::stdout()
+        };
+        let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+        let log =
+            crate::audit::AuditLog::start(settings, metrics, Clock::system()).expect("writer");
+        for _ in 0..3 {
+            log.record(crate::audit::AuditRecord::allow())
+                .await
+                .expect("recorded");
+        }
+        log.shutdown().await;
+        verify_trail(&path).expect("an intact trail verifies");
+
+        let text = std::fs::read_to_string(&path).expect("read");
+        let lines: Vec<&str> = text.lines().collect();
+        let cases: [(&str, String); 3] = [
+            ("edited record", text.replacen("\"allow\"", "\"deny\"", 1)),
+            ("deleted record", format!("{}\n{}\n", lines[0], lines[2])),
+            ("garbage", "not json\n".to_owned()),
+        ];
+        for (name, tampered) in cases {
+            std::fs::write(&path, tampered).expect("write");
+            let e = verify_trail(&path).expect_err(name);
+            assert!(e.contains("failed verification"), "{name}: {e}");
+        }
+        std::fs::remove_file(&path).expect("remove");
+        assert!(verify_trail(&path).is_err(), "missing trail");
+    }
 }

@@ -27,6 +27,7 @@ pub mod reason;
 pub mod reload;
 pub mod response;
 pub mod revocation;
+pub mod secret;
 pub mod server;
 pub mod state;
 pub mod tls;

@@ -137,16 +137,13 @@ fn pem_urlencoded(value: &str) -> Result<[u8; 32], ForwardedCertError> {
 
 /// The first `CERTIFICATE` block of a PEM document (the leaf, when a chain follows).
 fn pem_certificate(pem: &[u8]) -> Result<[u8; 32], ForwardedCertError> {
-    let mut rest = pem;
-    loop {
-        match rustls_pemfile::read_one_from_slice(rest) {
-            Ok(Some((rustls_pemfile::Item::X509Certificate(der), _))) => {
-                return der_certificate(der.as_ref());
-            }
-            Ok(Some((_, next))) => rest = next,
-            Ok(None) => return Err(ForwardedCertError::NoCertificate),
-            Err(_) => return Err(ForwardedCertError::Malformed("invalid PEM")),
-        }
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::{Error as PemError, PemObject};
+    // Sections of other kinds are skipped; the first CERTIFICATE is the leaf.
+    match CertificateDer::from_pem_slice(pem) {
+        Ok(der) => der_certificate(der.as_ref()),
+        Err(PemError::NoItemsFound) => Err(ForwardedCertError::NoCertificate),
+        Err(_) => Err(ForwardedCertError::Malformed("invalid PEM")),
     }
 }
 

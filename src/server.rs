@@ -43,6 +43,8 @@ pub enum StartError {
 pub struct Running {
     pub addr: SocketAddr,
     pub admin_addr: Option<SocketAddr>,
+    /// The read-only metrics listener (`admin.metrics_address`), when configured.
+    pub metrics_addr: Option<SocketAddr>,
     pub guard: Arc<Guard>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -108,12 +110,31 @@ pub async fn start(guard: Arc<Guard>, grace: Duration) -> Result<Running, StartE
                 source,
             })?;
         admin_addr = l.local_addr().ok();
-        tasks.push(tokio::spawn(admin::serve(l, guard.clone(), stop_rx)));
+        tasks.push(tokio::spawn(admin::serve(
+            l,
+            guard.clone(),
+            stop_rx.clone(),
+        )));
+    }
+    let mut metrics_addr = None;
+    if let Some(m) = cfg.admin.as_ref().and_then(|a| a.metrics_address) {
+        let l = TcpListener::bind(m)
+            .await
+            .map_err(|source| StartError::Bind { addr: m, source })?;
+        metrics_addr = l.local_addr().ok();
+        let surface = admin::Surface::ReadOnly;
+        tasks.push(tokio::spawn(admin::serve_surface(
+            l,
+            guard.clone(),
+            stop_rx,
+            surface,
+        )));
     }
     tracing::info!(%addr, admin = ?admin_addr, "fapi-guard listening");
     Ok(Running {
         addr,
         admin_addr,
+        metrics_addr,
         guard,
         stop,
         tasks,

@@ -379,3 +379,58 @@ fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// Issue 9 defect 11: the decision record names the path that was matched and forwarded (the
+/// normalized one), and keeps what the client sent in `raw_path` only when it differs.
+#[tokio::test]
+async fn the_record_carries_the_normalized_path_the_upstream_received() {
+    let (key, _jwks, echo, proxy) = world("").await;
+    let auth = format!("Bearer {}", key.token(|_, _| {}));
+    let cases: [(&str, u16, Option<&str>, Option<&str>); 4] = [
+        ("/accounts/acc-1", 200, Some("/accounts/acc-1"), None),
+        (
+            "/accounts/%61cc-1",
+            200,
+            Some("/accounts/acc-1"),
+            Some("/accounts/%61cc-1"),
+        ),
+        (
+            "/accounts/%7ea",
+            200,
+            Some("/accounts/~a"),
+            Some("/accounts/%7ea"),
+        ),
+        ("/accounts/../admin", 400, None, Some("/accounts/../admin")),
+    ];
+    for (raw, status, path, raw_path) in cases {
+        let before = echo.count();
+        let r = get(&proxy.url(raw), &[("authorization", &auth)]).await;
+        assert_eq!(r.status, status, "{raw}: {:?}", r.body);
+        if status == 200 {
+            let seen = echo.last().expect("forwarded");
+            assert_eq!(
+                Some(seen.uri.as_str()),
+                path,
+                "{raw}: the upstream got the matched path"
+            );
+        } else {
+            assert_eq!(echo.count(), before, "{raw}: nothing forwarded");
+        }
+        let iid = r.headers["x-fapi-interaction-id"].to_str().expect("id");
+        let records = proxy.audit_records().await;
+        let d = records_of(&records, iid)
+            .into_iter()
+            .find(|r| r["kind"] == "decision")
+            .cloned()
+            .expect("decision record");
+        assert_eq!(d["path"].as_str(), path, "{raw}");
+        assert_eq!(d["raw_path"].as_str(), raw_path, "{raw}");
+        if status == 200 {
+            assert_eq!(
+                d["path"].as_str(),
+                Some(echo.last().expect("seen").uri.as_str())
+            );
+        }
+    }
+    fapi_guard::audit::verify_files(&[proxy.audit_path()]).expect("chain verifies");
+}

@@ -39,6 +39,10 @@ struct Hops {
 }
 
 async fn hops() -> Hops {
+    hops_with(INTERNAL_POLICY).await
+}
+
+async fn hops_with(internal_policy: &str) -> Hops {
     let as_key = TestKey::new("as-1");
     let jwks = Jwks::start(vec![as_key.jwks_entry()]).await;
     let echo = Echo::start().await;
@@ -59,7 +63,7 @@ async fn hops() -> Hops {
         &format!("http://{}", echo.addr),
         &jwks.uri(),
         &internal_extra,
-        INTERNAL_POLICY,
+        internal_policy,
     )
     .await;
     internal.wait_ready().await;
@@ -315,4 +319,52 @@ async fn the_internal_hop_refuses_forged_expired_and_untrusted_txn_tokens() {
         get(&h.internal.url("/accounts"), &[]).await.reason(),
         Some("token_missing")
     );
+}
+
+/// Issue 9 defect 8: spec §5 policies name the API's audience; at the internal hop that audience
+/// must not be applied to the Txn-Token (whose `aud` is the trust domain, checked against
+/// `transaction_token.accept.audience`). Before the fix every Txn-Token was refused here with
+/// `token_audience_mismatch`.
+#[tokio::test]
+async fn a_policy_audience_at_the_internal_hop_does_not_refuse_txn_tokens() {
+    let policy = INTERNAL_POLICY.replace(
+        "api: ledger\n",
+        &format!("api: ledger\naudience: {AUDIENCE}\n"),
+    );
+    assert!(
+        policy.contains("audience: https://"),
+        "policy has a route audience"
+    );
+    let h = hops_with(&policy).await;
+    let before = h.echo.count();
+
+    // End to end: access token at the edge, Txn-Token at the internal hop.
+    let auth = format!("Bearer {}", h.as_key.token(|_, _| {}));
+    let r = get(&h.edge.url("/accounts"), &[("authorization", &auth)]).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+
+    // Directly at the internal hop: the trust domain is still enforced, and a Txn-Token that
+    // carries the API's audience instead is not a Txn-Token for this domain.
+    let ok = txn_token(&h.txn_key, |_| {});
+    let r = get(&h.internal.url("/accounts"), &[("txn-token", &ok)]).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    for (name, aud) in [
+        ("other domain", "other.internal"),
+        ("API audience", AUDIENCE),
+    ] {
+        let t = txn_token(&h.txn_key, |c| c["aud"] = json!(aud));
+        let r = get(&h.internal.url("/accounts"), &[("txn-token", &t)]).await;
+        assert_eq!(r.reason(), Some("token_audience_mismatch"), "{name}");
+    }
+    assert_eq!(
+        h.echo.count(),
+        before + 2,
+        "only the two valid requests reached the API"
+    );
+    let records = h.internal.audit_records().await;
+    let denied = records
+        .iter()
+        .filter(|r| r["kind"] == "decision" && r["reason"] == "token_audience_mismatch")
+        .count();
+    assert_eq!(denied, 2, "each refusal audited");
 }

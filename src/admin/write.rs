@@ -2,8 +2,7 @@
 //! `Authorization: Bearer <admin token>` (`admin.token_file`, compared in constant time) and
 //! reads at most [`MAX_BODY_BYTES`] of body.
 
-use aws_lc_rs::constant_time::verify_slices_are_equal;
-use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -33,7 +32,7 @@ pub async fn route(
         }
         _ => return Err(req),
     };
-    if let Some(resp) = authorize(guard, req.headers()) {
+    if let Some(resp) = authorize(guard, &req) {
         guard.revocations().refused(source, rmetrics::UNAUTHORIZED);
         return Ok(resp);
     }
@@ -57,38 +56,12 @@ pub async fn route(
     })
 }
 
-/// `Authorization: Bearer <admin token>`, compared in constant time. Without a configured
-/// token the write endpoints are closed.
-fn authorize(guard: &Guard, h: &http::HeaderMap) -> Option<Response<Body>> {
-    let Some(expected) = guard
-        .config()
-        .admin
-        .as_ref()
-        .and_then(|a| a.token.as_deref())
-    else {
-        return Some(json_response(
-            StatusCode::FORBIDDEN,
-            json!({"error": "forbidden", "description": "admin.token_file is not configured: write endpoints are disabled"}),
-        ));
-    };
-    let mut values = h.get_all(AUTHORIZATION).iter();
-    let presented = match (values.next(), values.next()) {
-        (Some(v), None) => v.as_bytes(),
-        _ => &[][..],
-    };
-    let ok = presented.len() > 7
-        && presented[..7].eq_ignore_ascii_case(b"bearer ")
-        && verify_slices_are_equal(&presented[7..], expected.as_bytes()).is_ok();
-    if ok {
-        return None;
-    }
-    let mut r = json_response(
-        StatusCode::UNAUTHORIZED,
-        json!({"error": "invalid_token", "description": "admin bearer token missing or wrong"}),
-    );
-    r.headers_mut()
-        .insert("www-authenticate", HeaderValue::from_static("Bearer"));
-    Some(r)
+/// The admin bearer token (`super::require_admin_token`: constant time, one field line).
+fn authorize(guard: &Guard, req: &Request<Incoming>) -> Option<Response<Body>> {
+    let token = guard.config().admin.as_ref().and_then(|a| a.token.as_ref());
+    super::require_admin_token(req, token)
+        .err()
+        .map(super::unauthorized)
 }
 
 async fn read_body(b: Incoming) -> Result<Bytes, Response<Body>> {

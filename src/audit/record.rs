@@ -118,6 +118,11 @@ pub struct AuditRecord {
     pub method: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// The path as the client sent it, only when it differs from `path` (the normalized path
+    /// that was matched and forwarded), or when it could not be normalized (then `path` is
+    /// absent: the request was refused before any matching).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw_path: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decision: Option<Verdict>,
     /// Outer `None`: field absent (not a decision). `Some(None)`: `"reason":null` (an allow).
@@ -180,6 +185,7 @@ impl AuditRecord {
             route: None,
             method: None,
             path: None,
+            raw_path: None,
             decision: None,
             reason: None,
             mode: None,
@@ -302,6 +308,23 @@ impl AuditRecord {
         self
     }
 
+    /// The request line's path as received: `path` becomes the normalized path the route was
+    /// matched on and the upstream received (spec §5), and `raw_path` keeps what the client
+    /// sent when it differs. A path that cannot be normalized (refused as ambiguous) is kept
+    /// only as `raw_path`.
+    pub fn request_raw(mut self, method: impl Into<String>, raw: &str) -> Self {
+        self.method = Some(method.into());
+        match crate::path::normalize(raw) {
+            Ok(norm) if norm == raw => self.path = Some(raw.to_owned()),
+            Ok(norm) => {
+                self.path = Some(norm.into_owned());
+                self.raw_path = Some(raw.to_owned());
+            }
+            Err(_) => self.raw_path = Some(raw.to_owned()),
+        }
+        self
+    }
+
     /// Marks a decision taken by a policy in `mode: audit` (spec §5).
     pub fn audit_mode(mut self) -> Self {
         self.mode = Some("audit");
@@ -386,6 +409,41 @@ mod tests {
 
     fn keys(v: &serde_json::Value) -> Vec<String> {
         v.as_object().expect("object").keys().cloned().collect()
+    }
+
+    /// Issue 9 defect 11: `path` is the normalized path (what was matched and forwarded), the
+    /// raw one is kept in `raw_path` only when it differs.
+    #[test]
+    fn request_raw_records_the_normalized_path() {
+        let cases: [(&str, &str, Option<&str>, Option<&str>); 5] = [
+            (
+                "canonical",
+                "/accounts/acc-1",
+                Some("/accounts/acc-1"),
+                None,
+            ),
+            (
+                "encoded unreserved",
+                "/accounts/%61cc-1",
+                Some("/accounts/acc-1"),
+                Some("/accounts/%61cc-1"),
+            ),
+            (
+                "lower-case hex",
+                "/a/%c3%a9",
+                Some("/a/%C3%A9"),
+                Some("/a/%c3%a9"),
+            ),
+            ("ambiguous: refused", "/a/../b", None, Some("/a/../b")),
+            ("encoded slash: refused", "/a%2Fb", None, Some("/a%2Fb")),
+        ];
+        for (name, raw, path, raw_path) in cases {
+            let r = AuditRecord::allow().request_raw("GET", raw);
+            assert_eq!(r.path.as_deref(), path, "{name}");
+            assert_eq!(r.raw_path.as_deref(), raw_path, "{name}");
+            let json = serde_json::to_value(&r).expect("json");
+            assert_eq!(json.get("raw_path").is_some(), raw_path.is_some(), "{name}");
+        }
     }
 
     #[test]

@@ -20,6 +20,7 @@ use crate::dpop::DpopConfig;
 use crate::duration::HumanDuration;
 use crate::identity::RawIdentityHeaders;
 use crate::mtls::ForwardedFormat;
+use crate::secret::Secret;
 use crate::tls::TlsConfig;
 use crate::txn_token::TxnTokenConfig;
 
@@ -127,6 +128,10 @@ pub struct RawAdmin {
     pub address: SocketAddr,
     #[serde(default)]
     pub token_file: Option<PathBuf>,
+    /// Read-only listener (metrics, probes, public keys) that may bind the pod IP while the
+    /// full admin listener stays on loopback.
+    #[serde(default)]
+    pub metrics_address: Option<SocketAddr>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -137,6 +142,9 @@ pub struct RawIssuer {
     pub jwks_uri: Option<String>,
     #[serde(default)]
     pub jwks_file: Option<PathBuf>,
+    /// Allow `jwks_uri` over plain `http` to a non-loopback host (tests, labs): off by default.
+    #[serde(default)]
+    pub allow_insecure_http: bool,
     #[serde(default = "default_algorithms")]
     pub algorithms: Vec<String>,
     pub audiences: Vec<String>,
@@ -204,13 +212,7 @@ impl RawConfig {
         let upstream = compile_upstream(file, self.upstream)?;
         let admin = match self.admin {
             None => None,
-            Some(a) => Some(AdminSettings {
-                address: a.address,
-                token: match a.token_file {
-                    None => None,
-                    Some(p) => Some(read_secret(file, "admin.token_file", &p)?),
-                },
-            }),
+            Some(a) => Some(compile_admin(file, a)?),
         };
         if self.issuers.is_empty() {
             return Err(err("issuers", "at least one issuer is required".into()));
@@ -435,13 +437,10 @@ fn compile_issuer(
         return Err(err("issuer", "must not be empty".into()));
     }
     let keys = match (raw.jwks_uri, raw.jwks_file) {
-        (Some(u), None) => {
-            let uri: Uri = u.parse().map_err(|e| err("jwks_uri", format!("{e}")))?;
-            if !matches!(uri.scheme_str(), Some("https" | "http")) {
-                return Err(err("jwks_uri", "must be an http(s) URL".into()));
-            }
-            KeySource::Uri(uri)
-        }
+        (Some(u), None) => KeySource::Uri(
+            remote_key_uri(&u, raw.allow_insecure_http, field)
+                .map_err(|m| InvalidConfig::new(file, format!("{field}.jwks_uri"), m))?,
+        ),
         (None, Some(p)) => KeySource::File(resolve(file, &p)),
         _ => {
             return Err(err(
@@ -494,20 +493,71 @@ pub(crate) fn parse_signing_alg(a: &str) -> Result<Algorithm, String> {
     }
 }
 
-fn read_secret(file: &Path, field: &str, p: &Path) -> Result<String, InvalidConfig> {
-    let path = resolve(file, p);
-    let s = std::fs::read_to_string(&path).map_err(|e| {
-        InvalidConfig::new(file, field, format!("cannot read {}: {e}", path.display()))
-    })?;
-    let s = s.trim().to_owned();
-    if s.len() < 16 {
+fn read_secret(file: &Path, field: &str, p: &Path) -> Result<Secret, InvalidConfig> {
+    Secret::from_file(&resolve(file, p)).map_err(|m| InvalidConfig::new(file, field, m))
+}
+
+/// The admin listener carries write endpoints (revocations, Shared Signals): off loopback it
+/// must be guarded by a bearer secret, or the process refuses to start (exit 2).
+fn compile_admin(file: &Path, a: RawAdmin) -> Result<AdminSettings, InvalidConfig> {
+    let token = match &a.token_file {
+        None => None,
+        Some(p) => Some(read_secret(file, "admin.token_file", p)?),
+    };
+    if token.is_none() && !a.address.ip().is_loopback() {
         return Err(InvalidConfig::new(
             file,
-            field,
-            "secret must be at least 16 characters",
+            "admin.token_file",
+            format!(
+                "required when admin.address ({}) is not a loopback address: the admin \
+                 listener has write endpoints; keep it on 127.0.0.1 and use \
+                 admin.metrics_address to expose metrics and probes",
+                a.address
+            ),
         ));
     }
-    Ok(s)
+    if a.metrics_address.is_some_and(|m| m == a.address) {
+        return Err(InvalidConfig::new(
+            file,
+            "admin.metrics_address",
+            "must differ from admin.address",
+        ));
+    }
+    Ok(AdminSettings {
+        address: a.address,
+        token,
+        metrics_address: a.metrics_address,
+    })
+}
+
+/// A remote key source (`jwks_uri`): `https`, or plain `http` only to a loopback host or when
+/// `allow_insecure_http: true` is set for that source. Keys fetched in clear text could be
+/// replaced on the way, and whoever supplies the keys can mint any token. `field` is the
+/// section holding the URL (`issuers[0]`), for the message.
+pub(crate) fn remote_key_uri(
+    u: &str,
+    allow_insecure_http: bool,
+    field: &str,
+) -> Result<Uri, String> {
+    let uri: Uri = u.parse().map_err(|e| format!("not a URL: {e}"))?;
+    let host = uri.host().ok_or("needs a host")?;
+    match uri.scheme_str() {
+        Some("https") => Ok(uri),
+        Some("http") if allow_insecure_http || is_loopback_host(host) => Ok(uri),
+        Some("http") => Err(format!(
+            "plain http to a non-loopback host is refused for key sources (the keys could be \
+             replaced in transit): use https or a jwks_file, or set \
+             {field}.allow_insecure_http: true"
+        )),
+        _ => Err("must be an https URL".into()),
+    }
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Sub-module compile errors arrive as `"section.field: message"`; split the field off so the

@@ -162,3 +162,162 @@ fn buffer_budget_and_replay_limit_compile_and_are_checked() {
         assert!(e.message.contains("outside 1..=50000000"), "{bad}: {e}");
     }
 }
+
+/// Issue 9 defect 10: the admin listener has write endpoints, so off loopback it needs its
+/// bearer secret; the read-only metrics listener may bind anywhere.
+#[test]
+fn admin_off_loopback_needs_a_token_file() {
+    let dir = tempfile::tempdir().expect("dir");
+    let token = dir.path().join("admin.token");
+    std::fs::write(&token, "s3cret-admin-token-value\n").expect("write");
+    let with = |admin: &str| load(&format!("{MINIMAL}admin:\n{admin}"));
+    let cases: Vec<(&str, String, Result<(), &str>)> = vec![
+        (
+            "loopback without token",
+            "  address: 127.0.0.1:9901\n".into(),
+            Ok(()),
+        ),
+        (
+            "ipv6 loopback without token",
+            "  address: \"[::1]:9901\"\n".into(),
+            Ok(()),
+        ),
+        (
+            "any address without token",
+            "  address: 0.0.0.0:9901\n".into(),
+            Err("admin.token_file"),
+        ),
+        (
+            "pod address without token",
+            "  address: 10.1.2.3:9901\n".into(),
+            Err("admin.token_file"),
+        ),
+        (
+            "any address with token",
+            format!(
+                "  address: 0.0.0.0:9901\n  token_file: {}\n",
+                token.display()
+            ),
+            Ok(()),
+        ),
+        (
+            "metrics listener on the pod IP, admin on loopback",
+            "  address: 127.0.0.1:9901\n  metrics_address: 0.0.0.0:9902\n".into(),
+            Ok(()),
+        ),
+        (
+            "metrics listener on the admin address",
+            "  address: 127.0.0.1:9901\n  metrics_address: 127.0.0.1:9901\n".into(),
+            Err("admin.metrics_address"),
+        ),
+        (
+            "unreadable token file",
+            "  address: 127.0.0.1:9901\n  token_file: /nonexistent/admin.token\n".into(),
+            Err("admin.token_file"),
+        ),
+    ];
+    for (name, admin, want) in cases {
+        match (with(&admin), want) {
+            (Ok(c), Ok(())) => {
+                let a = c.admin.expect("admin section");
+                let shown = format!("{a:?}");
+                assert!(!shown.contains("s3cret"), "{name}: secret printed: {shown}");
+            }
+            (Err(e), Err(field)) => assert_eq!(e.field, field, "{name}: {e}"),
+            (got, want) => panic!("{name}: got {got:?}, want {want:?}"),
+        }
+    }
+    let c = with(&format!(
+        "  address: 0.0.0.0:9901\n  token_file: {}\n",
+        token.display()
+    ))
+    .expect("valid");
+    let a = c.admin.expect("admin");
+    assert!(a.token.expect("token").matches(b"s3cret-admin-token-value"));
+}
+
+/// Issue 9 defect 10: keys fetched in clear text could be swapped on the way; plain http is
+/// allowed only to loopback or with the per-source `allow_insecure_http: true`.
+#[test]
+fn remote_key_sources_need_https_off_loopback() {
+    let issuer = |uri: &str, extra: &str| {
+        load(&MINIMAL.replace(
+            "    jwks_file: keys/as.jwks.json\n",
+            &format!("    jwks_uri: {uri}\n{extra}"),
+        ))
+    };
+    let accept = |uri: &str, extra: &str| {
+        load(&format!(
+            "{MINIMAL}transaction_token:\n  accept:\n    issuer: edge\n    audience: bank.internal\n    jwks_uri: {uri}\n{extra}"
+        ))
+    };
+    let insecure = "    allow_insecure_http: true\n";
+    let cases: Vec<(&str, Result<Config, InvalidConfig>, Result<(), &str>)> = vec![
+        ("https", issuer("https://as.bank.example/jwks", ""), Ok(())),
+        (
+            "http loopback",
+            issuer("http://127.0.0.1:8080/jwks", ""),
+            Ok(()),
+        ),
+        (
+            "http localhost",
+            issuer("http://localhost:8080/jwks", ""),
+            Ok(()),
+        ),
+        (
+            "http ipv6 loopback",
+            issuer("http://[::1]:8080/jwks", ""),
+            Ok(()),
+        ),
+        (
+            "http remote",
+            issuer("http://as.bank.example/jwks", ""),
+            Err("issuers[0].jwks_uri"),
+        ),
+        (
+            "http remote allowed",
+            issuer("http://as.bank.example/jwks", insecure),
+            Ok(()),
+        ),
+        (
+            "ftp",
+            issuer("ftp://as.bank.example/jwks", insecure),
+            Err("issuers[0].jwks_uri"),
+        ),
+        (
+            "txn https",
+            accept("https://edge.bank.svc/jwks", ""),
+            Ok(()),
+        ),
+        (
+            "txn http remote",
+            accept("http://edge.bank.svc:9902/jwks", ""),
+            Err("transaction_token.accept.jwks_uri"),
+        ),
+        (
+            "txn http remote allowed",
+            accept("http://edge.bank.svc:9902/jwks", insecure),
+            Ok(()),
+        ),
+        (
+            "txn http loopback",
+            accept("http://127.0.0.1:9902/jwks", ""),
+            Ok(()),
+        ),
+    ];
+    for (name, got, want) in cases {
+        match (got, want) {
+            (Ok(_), Ok(())) => {}
+            (Err(e), Err(field)) => {
+                assert_eq!(e.field, field, "{name}: {e}");
+                if name.contains("http remote") {
+                    assert!(
+                        e.message.contains("allow_insecure_http: true"),
+                        "{name}: {e}"
+                    );
+                }
+            }
+            (got, want) => panic!("{name}: got {:?}, want {want:?}", got.map(|_| ())),
+        }
+    }
+}

@@ -300,6 +300,61 @@ fn policy_audience_overrides_issuer_audience() {
     assert_eq!(decide(&f, &r), Decision::Allow(BoundBy::Dpop));
 }
 
+/// Issue 9 defect 8: at an internal hop the credential is a Txn-Token whose `aud` is the trust
+/// domain (its settings' one audience); the policy's API audience must not be applied to it,
+/// while a Txn-Token for another trust domain is still refused by `decide` itself.
+#[test]
+fn txn_tokens_are_checked_against_the_trust_domain_not_the_policy_audience() {
+    let domain = Arc::new(IssuerSettings {
+        audiences: vec!["bank.internal".into()],
+        ..(*issuer()).clone()
+    });
+    let mut r = route(Binding::DpopOrMtls, false);
+    r.audiences = Some(Arc::from(vec!["https://api.bank.example".to_owned()]));
+    let cases: [(&str, &str, bool, Decision); 4] = [
+        (
+            "txn for our domain",
+            "bank.internal",
+            true,
+            Decision::Allow(BoundBy::TxnToken),
+        ),
+        (
+            "txn for another domain",
+            "other.internal",
+            true,
+            Decision::Deny(DenyReason::TokenAudienceMismatch),
+        ),
+        (
+            "txn carrying the API audience",
+            "https://api.bank.example",
+            true,
+            Decision::Deny(DenyReason::TokenAudienceMismatch),
+        ),
+        (
+            "access token with the trust domain",
+            "bank.internal",
+            false,
+            Decision::Deny(DenyReason::TokenAudienceMismatch),
+        ),
+    ];
+    for (name, aud, is_txn, want) in cases {
+        let t = token(|t| {
+            t.aud = vec![aud.into()];
+            if is_txn {
+                t.issuer = domain.clone();
+                t.txn = Some("txn-1".into());
+                t.cnf = Cnf::default();
+            }
+        });
+        let f = facts(
+            TokenFact::Verified(&t),
+            AuthScheme::Bearer,
+            DpopFact::Absent,
+        );
+        assert_eq!(decide(&f, &r), want, "{name}");
+    }
+}
+
 /// Delegation, purpose and assurance as `decide` applies them (the rule engines have their own
 /// tables; this checks the wiring and the order).
 #[test]

@@ -49,10 +49,8 @@ fn hex(bytes: &[u8]) -> String {
 #[test]
 fn rfc8705_vector() {
     let (pem, x5t) = rfc8705();
-    let der = rustls_pemfile::certs(&mut pem.as_bytes())
-        .next()
-        .expect("one certificate")
-        .expect("valid PEM");
+    use rustls::pki_types::pem::PemObject;
+    let der = rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).expect("valid PEM");
     assert_eq!(x5t_s256(der.as_ref()), x5t);
     assert_eq!(x5t, "A4DtL2JmUMhAsvJj5tKyn64SqzmuXbMrJa0n761y5v0");
     let thumb = cert_thumbprint(der.as_ref());

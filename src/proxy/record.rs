@@ -13,6 +13,8 @@ pub struct RequestInfo<'a> {
     pub interaction_id: &'a str,
     pub trace_id: &'a str,
     pub method: &'a str,
+    /// The path as received; the record carries its normalized form (see
+    /// `AuditRecord::request_raw`).
     pub path: &'a str,
     pub revision: &'a str,
 }
@@ -26,7 +28,7 @@ pub fn decision(eval: &Evaluation, req: &RequestInfo<'_>) -> AuditRecord {
     let mut rec = AuditRecord::decision(deny)
         .interaction_id(req.interaction_id)
         .trace_id(req.trace_id)
-        .request(req.method, req.path)
+        .request_raw(req.method, req.path)
         .policy_revision(req.revision)
         .decide_us(eval.decide_ns / 1_000);
     if let Some(route) = &eval.route {

@@ -10,7 +10,8 @@
 //!   issuer: fapi-guard
 //!   accept:                       # internal-hop mode: Txn-Tokens are the credential
 //!     issuer: fapi-guard
-//!     jwks_uri: http://edge.bank.svc:9901/jwks   # or jwks_file
+//!     jwks_uri: https://edge.bank.svc:9902/jwks  # or jwks_file; plain http only to loopback
+//!     allow_insecure_http: false  # true: permit plain http to another host (labs only)
 //!     audience: bank.internal
 //!     clock_skew: 10s
 //! ```
@@ -19,9 +20,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
-use http::Uri;
 use jsonwebtoken::Algorithm;
 use rustls::pki_types::PrivateKeyDer;
+use rustls::pki_types::pem::PemObject;
 use serde::Deserialize;
 
 use super::MAX_LIFETIME;
@@ -56,6 +57,10 @@ pub struct AcceptConfig {
     #[serde(default)]
     pub jwks_file: Option<PathBuf>,
     pub audience: String,
+    /// Allow `jwks_uri` over plain `http` to a non-loopback host (a lab cluster without TLS
+    /// between pods): off by default, since whoever can swap the keys can mint Txn-Tokens.
+    #[serde(default)]
+    pub allow_insecure_http: bool,
     #[serde(default = "default_skew")]
     pub clock_skew: HumanDuration,
 }
@@ -175,13 +180,10 @@ impl AcceptConfig {
             return Err(format!("{f}.audience: must not be empty"));
         }
         let keys = match (&self.jwks_uri, &self.jwks_file) {
-            (Some(u), None) => {
-                let uri: Uri = u.parse().map_err(|e| format!("{f}.jwks_uri: {e}"))?;
-                if !matches!(uri.scheme_str(), Some("https" | "http")) {
-                    return Err(format!("{f}.jwks_uri: must be an http(s) URL"));
-                }
-                KeySource::Uri(uri)
-            }
+            (Some(u), None) => KeySource::Uri(
+                crate::config::remote_key_uri(u, self.allow_insecure_http, f)
+                    .map_err(|m| format!("{f}.jwks_uri: {m}"))?,
+            ),
             (None, Some(p)) => KeySource::File(base_dir.join(p)),
             _ => {
                 return Err(format!(
@@ -214,11 +216,12 @@ impl AcceptConfig {
 /// that aws-lc-rs accepts it for ES256, so a wrong key fails at load.
 pub(super) fn load_signing_key(path: &Path) -> Result<SigningKeyDer, String> {
     let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let der = match rustls_pemfile::private_key(&mut pem.as_slice()) {
-        Ok(Some(PrivateKeyDer::Pkcs8(k))) => k.secret_pkcs8_der().to_vec(),
-        Ok(Some(PrivateKeyDer::Sec1(k))) => k.secret_sec1_der().to_vec(),
-        Ok(Some(_)) => return Err("not an EC private key (want PEM PKCS#8 EC P-256)".into()),
-        Ok(None) | Err(_) => return Err("no PEM private key found".into()),
+    // The first private key section (PKCS#8, SEC1 or PKCS#1); other sections are skipped.
+    let der = match PrivateKeyDer::from_pem_slice(&pem) {
+        Ok(PrivateKeyDer::Pkcs8(k)) => k.secret_pkcs8_der().to_vec(),
+        Ok(PrivateKeyDer::Sec1(k)) => k.secret_sec1_der().to_vec(),
+        Ok(_) => return Err("not an EC private key (want PEM PKCS#8 EC P-256)".into()),
+        Err(_) => return Err("no PEM private key found".into()),
     };
     EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_FIXED_SIGNING, &der)
         .map_err(|_| "not an EC P-256 private key usable for ES256".to_owned())?;

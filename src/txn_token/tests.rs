@@ -61,6 +61,7 @@ fn verifier(dir: &Path, issuer: &str, jwks: &Value) -> TxnTokenVerifier {
             issuer: issuer.into(),
             jwks_uri: None,
             jwks_file: Some(path),
+            allow_insecure_http: false,
             audience: TRUST_DOMAIN.into(),
             clock_skew: crate::duration::HumanDuration(std::time::Duration::from_secs(10)),
         }),

@@ -1,0 +1,200 @@
+//! Property tests (issue 9): the parsers that read attacker-controlled bytes (JWS structure and
+//! JSON members, DPoP proofs, forwarded client certificates) and the policy compiler (fed by
+//! API owners) never panic, and reject garbage with an error; policy errors carry a location.
+//! The same parsers have `cargo fuzz` targets in `fuzz/` (docs/fuzzing.md).
+
+use std::path::PathBuf;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use fapi_guard::dpop::{DpopSettings, verify_proof};
+use fapi_guard::mtls::{ForwardedFormat, parse_forwarded};
+use fapi_guard::policy::PolicySet;
+use fapi_guard::token::jws;
+use proptest::prelude::*;
+use serde_json::Value;
+
+/// JSON-ish text: real JSON values, and fragments of JSON syntax glued together.
+fn jsonish() -> impl Strategy<Value = String> {
+    let leaf = prop_oneof![
+        Just("null".to_owned()),
+        any::<bool>().prop_map(|b| b.to_string()),
+        any::<i64>().prop_map(|n| n.to_string()),
+        "[a-z\"\\\\]{0,8}".prop_map(|s| format!("{s:?}")),
+    ];
+    let value = leaf.prop_recursive(4, 32, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..5).prop_map(|v| format!("[{}]", v.join(","))),
+            prop::collection::vec(("[a-z]{1,3}", inner), 0..5).prop_map(|kv| {
+                let members: Vec<String> = kv.iter().map(|(k, v)| format!("{k:?}:{v}")).collect();
+                format!("{{{}}}", members.join(","))
+            }),
+        ]
+    });
+    prop_oneof![value, "[{}\\[\\]:,\"a-z0-9 ]{0,40}"]
+}
+
+/// A compact-JWS-shaped string whose parts are base64url of `jsonish` text, or raw junk.
+fn jws_like() -> impl Strategy<Value = String> {
+    let part = prop_oneof![
+        jsonish().prop_map(|j| B64.encode(j)),
+        "[A-Za-z0-9_\\-=+/.]{0,30}",
+    ];
+    prop::collection::vec(part, 1..5).prop_map(|p| p.join("."))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn jws_structure_never_panics(s in any::<String>(), t in jws_like()) {
+        for input in [s.as_str(), t.as_str()] {
+            if let Some((h, p, sig)) = jws::split(input, 12 * 1024) {
+                prop_assert!(![h, p, sig].iter().any(|x| x.is_empty() || x.contains('.')));
+                let _ = jws::decode_json::<Value>(h);
+                let _ = jws::decode_json::<Value>(p);
+            }
+            let _ = jws::unique_member_names(input.as_bytes());
+        }
+    }
+
+    #[test]
+    fn json_members_are_unique_or_refused(j in jsonish()) {
+        let unique = jws::unique_member_names(j.as_bytes());
+        match serde_json::from_str::<Value>(&j) {
+            // serde_json keeps the last duplicate: re-serializing drops it, so a text that
+            // re-serializes to fewer members than it has must have been refused.
+            Ok(v) => {
+                let reserialized = v.to_string();
+                prop_assert!(jws::unique_member_names(reserialized.as_bytes()));
+                if unique {
+                    prop_assert_eq!(serde_json::from_str::<Value>(&reserialized).ok(), Some(v));
+                }
+            }
+            Err(_) => prop_assert!(!unique, "invalid JSON accepted: {}", j),
+        }
+    }
+
+    #[test]
+    fn dpop_proof_parser_rejects_garbage(proof in prop_oneof![any::<String>(), jws_like()],
+                                         method in "[A-Z]{0,7}",
+                                         token in proptest::option::of("[A-Za-z0-9._~+/-]{0,40}")) {
+        let settings = DpopSettings::default();
+        let req = fapi_guard::dpop::ProofRequest {
+            proof: &proof,
+            method: &method,
+            htu: "https://api.bank.example/accounts",
+            access_token: token.as_deref(),
+            now: 1_800_000_000,
+        };
+        // Nothing here carries a valid signature: every input must be refused, none may panic.
+        prop_assert!(verify_proof(&req, &settings).is_err());
+    }
+
+    #[test]
+    fn forwarded_certificate_parsers_reject_garbage(
+        raw in any::<String>(),
+        hash in "[0-9a-fA-F]{0,70}",
+        cert in "[A-Za-z0-9%+/=:\\-\" ]{0,80}",
+        sep in prop_oneof![Just(";"), Just(","), Just(""), Just("\";")],
+    ) {
+        let xfcc = [
+            format!("Hash={hash}{sep}Cert=\"{cert}\""),
+            format!("By=spiffe://x{sep}Hash={hash}{sep}Subject=\"{cert}\""),
+            format!("Cert={cert}"),
+        ];
+        let sf = [format!(":{cert}:"), format!(":{hash}:"), cert.clone()];
+        for (v, f) in xfcc.iter().map(|v| (v, ForwardedFormat::Xfcc))
+            .chain(sf.iter().map(|v| (v, ForwardedFormat::Rfc9440)))
+            .chain([(&cert, ForwardedFormat::PemUrlencoded)])
+        {
+            let _ = parse_forwarded(v, f);
+        }
+        for f in [ForwardedFormat::Xfcc, ForwardedFormat::Rfc9440, ForwardedFormat::PemUrlencoded] {
+            // Random text is not a certificate: a 32-byte thumbprint from it would be a bug,
+            // except through XFCC's Hash= (a bare hash), which needs exactly 64 hex digits.
+            if parse_forwarded(&raw, f).is_ok() {
+                prop_assert!(matches!(f, ForwardedFormat::Xfcc), "{:?} accepted {:?}", f, raw);
+            }
+        }
+    }
+}
+
+/// Policy-shaped YAML: known keys with random values, unknown keys, wrong nesting.
+fn policy_yaml() -> impl Strategy<Value = String> {
+    let scalar = prop_oneof![
+        Just("GET".to_owned()),
+        Just("/accounts/{id}".to_owned()),
+        Just("[accounts]".to_owned()),
+        Just("dpop".to_owned()),
+        Just("{}".to_owned()),
+        Just("\"\"".to_owned()),
+        Just("- x".to_owned()),
+        "[a-z/{}:\\[\\] ]{0,12}",
+        any::<i32>().prop_map(|n| n.to_string()),
+    ];
+    let key = prop_oneof![
+        Just("name"),
+        Just("method"),
+        Just("path"),
+        Just("scopes"),
+        Just("binding"),
+        Just("public"),
+        Just("consent"),
+        Just("delegation"),
+        Just("purpose"),
+        Just("assurance"),
+        Just("bogus"),
+    ];
+    let route = prop::collection::vec((key, scalar.clone()), 0..6).prop_map(|kv| {
+        let mut s = String::new();
+        for (i, (k, v)) in kv.iter().enumerate() {
+            let lead = if i == 0 { "  - " } else { "    " };
+            s.push_str(&format!("{lead}{k}: {v}\n"));
+        }
+        if s.is_empty() {
+            "  - {}\n".to_owned()
+        } else {
+            s
+        }
+    });
+    (
+        prop_oneof![
+            Just("api: a\n".to_owned()),
+            Just(String::new()),
+            scalar.clone().prop_map(|v| format!("api: {v}\n"))
+        ],
+        prop_oneof![
+            Just(String::new()),
+            scalar.clone().prop_map(|v| format!("audience: {v}\n"))
+        ],
+        prop_oneof![
+            Just(String::new()),
+            scalar.prop_map(|v| format!("defaults: {{binding: {v}}}\n"))
+        ],
+        prop::collection::vec(route, 0..4),
+        "[ \\t:\\-a-z{}\\[\\]\n]{0,20}",
+    )
+        .prop_map(|(api, aud, defaults, routes, junk)| {
+            format!("{api}{aud}{defaults}routes:\n{}{junk}", routes.concat())
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn policy_compiler_never_panics_and_locates_errors(src in prop_oneof![policy_yaml(), any::<String>()]) {
+        let file = PathBuf::from("prop.yaml");
+        if let Err(errors) = PolicySet::compile(&[(file.clone(), src.clone())]) {
+            prop_assert!(!errors.is_empty());
+            for e in errors {
+                prop_assert_eq!(&e.file, &file);
+                prop_assert!(
+                    e.line.is_some() || !e.field.is_empty(),
+                    "error without a location: {} for {:?}", e, src
+                );
+            }
+        }
+    }
+}
