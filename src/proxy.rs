@@ -83,8 +83,6 @@ pub struct Guard {
     dpop_algs: String,
     draining: AtomicBool,
     revocations: Arc<crate::revocation::Revocations>,
-    /// Fleet-wide replay store (`state.backend: redis`), for the DPoP replay check.
-    shared_replay: Option<crate::state::RedisReplay>,
 }
 
 /// The outcome of evaluating a request, before any response is written.
@@ -207,9 +205,7 @@ impl Guard {
             clock,
             metrics,
             audit,
-            replay: ReplayStore::Memory(MemoryReplayStore::new(
-                config.dpop.replay_cache_max_entries,
-            )),
+            replay: replay_store(shared_replay, config.dpop.replay_cache_max_entries),
             buffers: BufferBudget::new(
                 config.listen.limits.max_buffered_bytes,
                 config.listen.limits.max_body_bytes,
@@ -217,7 +213,6 @@ impl Guard {
             config,
             draining: AtomicBool::new(false),
             revocations,
-            shared_replay,
         })
     }
 
@@ -527,6 +522,19 @@ impl Guard {
                 max_age: assurance.and_then(AssuranceRule::max_age),
             },
         )
+    }
+}
+
+/// The DPoP replay store: fleet-wide on Redis when `state.backend: redis`, else this process's.
+fn replay_store(shared: Option<crate::state::RedisReplay>, max_entries: usize) -> ReplayStore {
+    let local = MemoryReplayStore::new(max_entries);
+    match shared {
+        None => ReplayStore::Memory(local),
+        Some(shared) => ReplayStore::Shared {
+            fallback: shared.state().on_unavailable() == crate::state::OnUnavailable::Local,
+            shared,
+            local,
+        },
     }
 }
 

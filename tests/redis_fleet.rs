@@ -543,3 +543,64 @@ async fn a_proof_recorded_by_one_replica_is_a_replay_at_another() {
         "Redis down → Err"
     );
 }
+
+/// RFC 9449 §11.1 across the fleet: a DPoP proof accepted by replica A is a replay at replica B
+/// (the `ReplayStore::Shared` variant, `SET NX PX` on Redis), and nothing reaches the API twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(fapi_guard_test_redis),
+    ignore = "needs Redis: set FAPI_GUARD_TEST_REDIS=redis://127.0.0.1:6379"
+)]
+async fn a_dpop_proof_used_at_a_is_refused_at_b() {
+    let url = shared_redis();
+    let key = TestKey::new("k1");
+    let echo = Echo::start().await;
+    let base = fixture(&key);
+    let prefix = prefix();
+    let a = Replica::spawn(base.path(), "a", &echo, &url, &prefix, "deny");
+    let b = Replica::spawn(base.path(), "b", &echo, &url, &prefix, "deny");
+    a.wait_readyz(200, Duration::from_secs(20)).await;
+    b.wait_readyz(200, Duration::from_secs(20)).await;
+
+    let client_key = DpopKey::new();
+    let token = key.token(|_, c| c["cnf"] = json!({"jkt": client_key.jkt}));
+    let proof = client_key.proof(
+        "GET",
+        "https://api.test.example/accounts",
+        &token,
+        |_, _| {},
+    );
+    let call = |port: u16, proof: String| {
+        let token = token.clone();
+        async move {
+            get(
+                &format!("http://127.0.0.1:{port}/accounts"),
+                &[
+                    ("authorization", &format!("DPoP {token}")),
+                    ("dpop", &proof),
+                ],
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        call(a.port, proof.clone()).await.status,
+        200,
+        "first use at A"
+    );
+    let replayed = call(b.port, proof.clone()).await;
+    assert_eq!(
+        (replayed.status, replayed.reason()),
+        (401, Some("dpop_proof_replayed")),
+        "the same proof at B"
+    );
+    assert_eq!(echo.count(), 1, "the replay never reached the API");
+    // A fresh proof from the same key is accepted at B.
+    let fresh = client_key.proof(
+        "GET",
+        "https://api.test.example/accounts",
+        &token,
+        |_, _| {},
+    );
+    assert_eq!(call(b.port, fresh).await.status, 200, "a fresh proof at B");
+}

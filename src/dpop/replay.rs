@@ -35,10 +35,18 @@ pub enum ReplayUnavailable {
 }
 
 /// Where replay keys are recorded.
-#[derive(Debug)]
 pub enum ReplayStore {
     /// This process only (`state.backend: memory`).
     Memory(MemoryReplayStore),
+    /// Every replica (`state.backend: redis`): `SET NX PX` on the shared store, so a proof
+    /// accepted by one replica is refused by all. `local` also records each proof here, so that
+    /// with `on_unavailable: local` an outage still catches replays on this replica.
+    Shared {
+        shared: crate::state::RedisReplay,
+        local: MemoryReplayStore,
+        /// `on_unavailable: local`: decide with `local` while the shared store is down.
+        fallback: bool,
+    },
 }
 
 impl ReplayStore {
@@ -53,13 +61,32 @@ impl ReplayStore {
     ) -> Result<bool, ReplayUnavailable> {
         match self {
             Self::Memory(m) => m.check_and_insert(key, expires_at, now),
+            Self::Shared {
+                shared,
+                local,
+                fallback,
+            } => match shared.check_and_insert(key, expires_at, now).await {
+                Ok(first) => {
+                    if *fallback {
+                        // Best effort: the shared answer decides; the local copy only serves
+                        // during a later outage.
+                        let _ = local.check_and_insert(key, expires_at, now);
+                    }
+                    Ok(first)
+                }
+                Err(_) if *fallback => {
+                    tracing::warn!("shared replay store unavailable; checking this replica only");
+                    local.check_and_insert(key, expires_at, now)
+                }
+                Err(_) => Err(ReplayUnavailable::Backend),
+            },
         }
     }
 
     /// Live entries held by this process (`fapi_guard_replay_cache_entries`).
     pub fn entries(&self) -> usize {
         match self {
-            Self::Memory(m) => m.len(),
+            Self::Memory(m) | Self::Shared { local: m, .. } => m.len(),
         }
     }
 }

@@ -102,11 +102,6 @@ impl Guard {
         &self.revocations
     }
 
-    /// The shared DPoP replay store (`state.backend: redis`).
-    pub fn shared_replay(&self) -> Option<&RedisReplay> {
-        self.shared_replay.as_ref()
-    }
-
     /// A verified token that has been revoked → `token_revoked`; while the required shared
     /// backend is down → `dependency_unavailable`.
     pub(super) fn check_revoked(&self, t: &VerifiedToken, now: i64) -> Result<(), DenyReason> {

@@ -14,10 +14,8 @@ use super::RedisState;
 
 /// The replay check could not be made (Redis down, slow, or answering garbage). With
 /// `on_unavailable: deny` the request gets 503 `dependency_unavailable`; with `local` the
-/// caller falls back to this replica's memory check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the shared replay store is unavailable")]
-pub struct ReplayUnavailable;
+/// caller falls back to this replica's memory check (`dpop::ReplayStore::Shared`).
+pub use crate::dpop::replay::ReplayUnavailable;
 
 const TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -43,7 +41,10 @@ impl RedisReplay {
         expires_at: i64,
         now: i64,
     ) -> Result<bool, ReplayUnavailable> {
-        let mut c = self.state.connection().map_err(|_| ReplayUnavailable)?;
+        let mut c = self
+            .state
+            .connection()
+            .map_err(|_| ReplayUnavailable::Backend)?;
         // At least one second, so a proof at the very edge of its window is still recorded.
         let ttl_ms = expires_at.saturating_sub(now).max(1).saturating_mul(1000);
         let k = self
@@ -60,8 +61,8 @@ impl RedisReplay {
                 .query_async(&mut c),
         )
         .await
-        .map_err(|_| ReplayUnavailable)?
-        .map_err(|_| ReplayUnavailable)?;
+        .map_err(|_| ReplayUnavailable::Backend)?
+        .map_err(|_| ReplayUnavailable::Backend)?;
         match answer {
             redis::Value::Okay => Ok(true),
             redis::Value::SimpleString(s) if s == "OK" => Ok(true),
@@ -69,7 +70,7 @@ impl RedisReplay {
             // Anything else is not what SET NX answers: refuse to decide.
             _ => {
                 tracing::warn!("replay store answered something other than SET NX's reply");
-                Err(ReplayUnavailable)
+                Err(ReplayUnavailable::Backend)
             }
         }
     }
