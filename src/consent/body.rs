@@ -618,7 +618,12 @@ mod differential_tests {
                     prop_assert!(members > kept || has_folded_duplicate(&reference), "{text}");
                 }
                 Err(BodyError::NumberOutOfRange) => {
-                    prop_assert!(!numbers_within_limits(&reference), "{text}");
+                    // The number is out of range, unless serde_json's reading dropped it
+                    // behind a later duplicate name (`{"b":[0E301],"b":null}`): refused either
+                    // way.
+                    let members = text.matches("\":").count();
+                    let kept = count_members(&reference);
+                    prop_assert!(!numbers_within_limits(&reference) || members > kept, "{text}");
                 }
                 Err(e) => prop_assert!(false, "{text}: unexpected {e}"),
             }
