@@ -322,7 +322,7 @@ impl Guard {
         // check only after token, binding, scope and replay passed; the form check runs last).
         let limit = self.config.listen.limits.max_body_bytes;
         let mut slot = BodySlot::new(body_limit::limited(body, limit, self.metrics.clone()));
-        let early = self.early_refusal(&parts.headers);
+        let early = self.early_refusal(&parts);
         let peer = self.peer_facts(&parts, conn);
         let early = early.or(peer.as_ref().err().copied());
         let peer = peer.unwrap_or_default();

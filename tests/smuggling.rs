@@ -396,6 +396,12 @@ async fn oversized_lines_and_header_floods_are_refused() {
         "GET /health?{} HTTP/1.1\r\nHost: a\r\n\r\n",
         "a".repeat(70_000)
     );
+    // Over max_header_bytes but within hyper's own buffer: refused by the guard (431), never
+    // forwarded on to the API.
+    let mid_target = format!(
+        "GET /health?{} HTTP/1.1\r\nHost: a\r\n\r\n",
+        "a".repeat(20_000)
+    );
     let long_header = format!(
         "GET /health HTTP/1.1\r\nHost: a\r\nX-Long: {}\r\n\r\n",
         "a".repeat(20_000)
@@ -413,6 +419,7 @@ async fn oversized_lines_and_header_floods_are_refused() {
     for (name, raw, want) in [
         // Beyond the parser's buffer (64 KiB) before the line even ends.
         ("overlong request line", long_target, 431),
+        ("request target over max_header_bytes", mid_target, 431),
         ("header line over max_header_bytes", long_header, 431),
         ("header block over the parser buffer", huge_header, 431),
         ("too many headers", many, 431),

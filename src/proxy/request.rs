@@ -101,11 +101,16 @@ impl Guard {
         Ok(ctx)
     }
 
-    /// Refusals that need no body and no route: oversized headers, and a declared
+    /// Refusals that need no body and no route: an oversized header block (request target
+    /// included), and a declared
     /// `Content-Length` over `max_body_bytes` (413 before a byte of the body is read).
-    pub(super) fn early_refusal(&self, h: &HeaderMap) -> Option<DenyReason> {
+    pub(super) fn early_refusal(&self, parts: &http::request::Parts) -> Option<DenyReason> {
         let limits = self.config.listen.limits;
-        if headers::header_bytes(h) > limits.max_header_bytes {
+        let h = &parts.headers;
+        // The request target counts too: hyper's own limit sits at 4 × max_header_bytes, and a
+        // target between the two would otherwise be forwarded.
+        let target = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
+        if headers::header_bytes(h).saturating_add(target) > limits.max_header_bytes {
             return Some(DenyReason::HeadersTooLarge);
         }
         if content_length(h).is_some_and(|n| n > limits.max_body_bytes as u64) {
