@@ -21,20 +21,21 @@ pub async fn route(
     guard: &Guard,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Request<Incoming>> {
-    let source = match (req.method(), req.uri().path()) {
-        (&Method::POST, "/revocations") => Source::Admin,
-        (&Method::POST, "/ssf/events") => Source::Ssf,
-        (_, "/revocations" | "/ssf/events") => {
-            return Ok(json_response(
-                StatusCode::METHOD_NOT_ALLOWED,
-                json!({"error": "method_not_allowed", "description": "use POST"}),
-            ));
-        }
+    let source = match req.uri().path() {
+        "/revocations" => Source::Admin,
+        "/ssf/events" => Source::Ssf,
         _ => return Err(req),
     };
+    // Authenticate before saying anything about the endpoint, even its methods.
     if let Some(resp) = authorize(guard, &req) {
         guard.revocations().refused(source, rmetrics::UNAUTHORIZED);
         return Ok(resp);
+    }
+    if req.method() != Method::POST {
+        return Ok(json_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            json!({"error": "method_not_allowed", "description": "use POST"}),
+        ));
     }
     let content_type = req
         .headers()
