@@ -219,7 +219,9 @@ fn syntax_error(file: &Path, e: &serde_yaml::Error) -> InvalidConfig {
     let err = InvalidConfig::new(file, "", format!("YAML syntax error: {msg}"));
     match e.location() {
         Some(l) => err.at(l.line(), l.column()),
-        None => err,
+        // Whole-document errors (several documents in one file, say) have no position of
+        // their own: the document starts at 1:1.
+        None => err.at(1, 1),
     }
 }
 
@@ -291,6 +293,12 @@ fn serde_error(
         marks.value(path)
     };
     let pos = pos.or(fallback).or_else(|| marks.nearest(path));
+    // A document-level error with nothing to point at (an empty file missing `api`, say) is
+    // located at the start of the document.
+    let pos = match pos {
+        None if path.is_empty() => Some(marks::Pos { line: 1, column: 1 }),
+        p => p,
+    };
     let err = InvalidConfig::new(file, path, msg);
     match pos {
         Some(p) => err.at(p.line, p.column),
