@@ -88,6 +88,11 @@ pub async fn run(serve: bool) -> Result<(), String> {
     };
     if serve && result.is_ok() {
         script::print_serve_help(&dir, running.addr, running.admin_addr, &as_key)?;
+        println!("Audit trail (kept after exit):");
+        println!(
+            "  fapi-guard audit verify {}",
+            dir.join(&audit_name).display()
+        );
         let _ = tokio::signal::ctrl_c().await;
     }
     running.shutdown(Duration::from_secs(1)).await;
