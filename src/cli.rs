@@ -20,6 +20,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the proxy (the main job).
     Run {
+        /// Path of the configuration file (YAML); relative paths inside it resolve against its
+        /// directory.
         #[arg(long)]
         config: PathBuf,
     },
@@ -95,11 +97,13 @@ pub struct InjectArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct WebhookArgs {
+    /// Address the webhook's HTTPS listener binds.
     #[arg(long, default_value = "0.0.0.0:8443")]
     pub address: std::net::SocketAddr,
     /// PEM certificate (chain) presented to the API server; re-read when it changes.
     #[arg(long)]
     pub cert_file: PathBuf,
+    /// PEM private key of --cert-file; re-read when it changes.
     #[arg(long)]
     pub key_file: PathBuf,
     #[command(flatten)]
@@ -111,6 +115,7 @@ pub enum AuditCommand {
     /// Verify JSON, sequence and hash chain of audit files (given in chain order); names the
     /// first broken line and exits 1.
     Verify {
+        /// Audit files, oldest first (a rotated set in rotation order).
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -132,6 +137,7 @@ pub enum AuditCommand {
         /// Tokens living longer than this (exp - iat) are reported: 10m, 1h, ...
         #[arg(long, default_value = "10m")]
         max_token_lifetime: String,
+        /// Output format: `text` (terminal), `json` (machine-readable) or `html` (one page).
         #[arg(long, value_enum, default_value = "text")]
         format: crate::audit::report::Format,
     },

@@ -2,6 +2,10 @@
 //! sample consent service and the
 //! real proxy (loading the shipped `policies/` through the real loaders), sends a scripted set of
 //! allowed and denied requests and prints what the proxy decided.
+//!
+//! Everything it writes (config, policies, the audit trail, and with `--serve` the token and
+//! client certificate for the printed `curl` lines) lands in `./fapi-guard-demo/` and is kept
+//! after exit, so the newcomer can run `fapi-guard audit verify` on the evidence.
 
 mod consents;
 mod http;
@@ -18,6 +22,9 @@ use crate::{app, server};
 
 pub use issuer::SigningKey;
 
+/// Where the demo writes its files, relative to the current directory; never deleted.
+pub const DIR: &str = "fapi-guard-demo";
+
 /// The shipped example policies, embedded so the demo runs from any directory.
 const POLICIES: &[(&str, &str)] = &[
     ("accounts.yaml", include_str!("../policies/accounts.yaml")),
@@ -30,9 +37,20 @@ pub async fn run(serve: bool) -> Result<(), String> {
     let jwks = issuer::serve_jwks(vec![as_key.jwk.clone()]).await?;
     let consent_service = consents::serve().await?;
 
-    let dir = std::env::temp_dir().join(format!("fapi-guard-demo-{}", std::process::id()));
-    let config = write_files(&dir, upstream, jwks, consent_service)
-        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    let dir = PathBuf::from(DIR);
+    // One trail per run: a previous run's evidence is kept beside it, never appended to.
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let audit_name = format!("audit-{stamp}-{}.jsonl", std::process::id());
+    let files = DemoFiles {
+        upstream,
+        jwks,
+        consents: consent_service,
+        audit_name: &audit_name,
+        admin: serve,
+    };
+    let config = write_files(&dir, &files).map_err(|e| format!("{}: {e}", dir.display()))?;
     let config = Config::load(&config).map_err(|e| e.to_string())?;
     let guard = app::build(config, Clock::system()).map_err(|e| e.to_string())?;
     guard.spawn_refresh();
@@ -69,15 +87,34 @@ pub async fn run(serve: bool) -> Result<(), String> {
         Err(e) => Err(e),
     };
     if serve && result.is_ok() {
-        script::print_serve_help(running.addr, &as_key)?;
+        script::print_serve_help(&dir, running.addr, running.admin_addr, &as_key)?;
+        println!("Audit trail (kept after exit):");
+        println!(
+            "  fapi-guard audit verify {}",
+            dir.join(&audit_name).display()
+        );
         let _ = tokio::signal::ctrl_c().await;
     }
     running.shutdown(Duration::from_secs(1)).await;
     guard.audit().clone().shutdown().await;
     // A broken chain is a failed demo (exit 1), never a line printed beside exit 0.
-    let result = result.and_then(|()| verify_trail(&dir.join("audit.jsonl")));
-    let _ = std::fs::remove_dir_all(&dir);
+    let trail = dir.join(&audit_name);
+    let result = result.and_then(|()| verify_trail(&trail));
+    println!(
+        "\nThe trail is kept; check it yourself with:\n  fapi-guard audit verify {}",
+        trail.display()
+    );
     result
+}
+
+/// What `write_files` needs to know about this run.
+struct DemoFiles<'a> {
+    upstream: std::net::SocketAddr,
+    jwks: std::net::SocketAddr,
+    consents: std::net::SocketAddr,
+    audit_name: &'a str,
+    /// Start the admin listener (loopback, ephemeral port) for `--serve`.
+    admin: bool,
 }
 
 /// Verifies the demo's audit trail and prints its summary; a trail that does not verify is an
@@ -92,17 +129,17 @@ fn verify_trail(path: &std::path::Path) -> Result<(), String> {
     }
 }
 
-fn write_files(
-    dir: &std::path::Path,
-    upstream: std::net::SocketAddr,
-    jwks: std::net::SocketAddr,
-    consents: std::net::SocketAddr,
-) -> std::io::Result<PathBuf> {
+fn write_files(dir: &std::path::Path, f: &DemoFiles<'_>) -> std::io::Result<PathBuf> {
     let policies = dir.join("policies");
     std::fs::create_dir_all(&policies)?;
     for (name, src) in POLICIES {
         std::fs::write(policies.join(name), src)?;
     }
+    let admin = if f.admin {
+        "admin:\n  address: 127.0.0.1:0\n"
+    } else {
+        ""
+    };
     let config = format!(
         "\
 listen:
@@ -114,7 +151,7 @@ listen:
     trusted_peers: [127.0.0.1/32]
 upstream:
   url: http://{upstream}
-issuers:
+{admin}issuers:
   - issuer: {iss}
     jwks_uri: http://{jwks}/jwks
     audiences: [{aud}]
@@ -123,11 +160,15 @@ consent:
   url: http://{consents}/consents/{{id}}
 audit:
   sink: file
-  path: audit.jsonl
+  path: {audit}
 policies: [policies/]
 ",
         aud = issuer::AUDIENCE,
         iss = issuer::ISSUER,
+        upstream = f.upstream,
+        jwks = f.jwks,
+        consents = f.consents,
+        audit = f.audit_name,
     );
     let path = dir.join("config.yaml");
     std::fs::write(&path, config)?;

@@ -59,6 +59,9 @@ pub struct Metrics {
     pub body_limit_exceeded: IntCounter,
     /// The revision currently exported by `fapi_guard_policy_info`, so a new one replaces it.
     current_revision: Mutex<Option<String>>,
+    /// Name and help of every registered family, observed or not (a vector without series is
+    /// absent from `encode`): what `docs/reference.md` is checked against.
+    families: Mutex<Vec<(String, String)>>,
 }
 
 impl Metrics {
@@ -146,6 +149,7 @@ impl Metrics {
                 "Request bodies cut off at limits.max_body_bytes, buffered or streamed.",
             ),
             current_revision: Mutex::new(None),
+            families: Mutex::new(Vec::new()),
             registry,
         };
         m.register_all();
@@ -279,6 +283,7 @@ impl Metrics {
         ];
         for c in collectors {
             // Invariant: distinct, valid names, none shared with `register_all`.
+            self.remember(c.as_ref());
             self.registry
                 .register(c)
                 .expect("metric names are unique and valid");
@@ -288,7 +293,27 @@ impl Metrics {
     /// Registers a collector owned elsewhere (revocation and state-backend metrics) on this
     /// registry, so `/metrics` exports it.
     pub fn register(&self, c: Box<dyn prometheus::core::Collector>) -> prometheus::Result<()> {
-        self.registry.register(c)
+        let descs: Vec<(String, String)> = c
+            .desc()
+            .iter()
+            .map(|d| (d.fq_name.clone(), d.help.clone()))
+            .collect();
+        self.registry.register(c)?;
+        if let Ok(mut f) = self.families.lock() {
+            f.extend(descs);
+        }
+        Ok(())
+    }
+
+    /// `(name, help)` of every registered metric family, in registration order.
+    pub fn families(&self) -> Vec<(String, String)> {
+        self.families.lock().map(|f| f.clone()).unwrap_or_default()
+    }
+
+    fn remember(&self, c: &dyn prometheus::core::Collector) {
+        if let Ok(mut f) = self.families.lock() {
+            f.extend(c.desc().iter().map(|d| (d.fq_name.clone(), d.help.clone())));
+        }
     }
 
     fn register_all(&self) {
@@ -309,6 +334,7 @@ impl Metrics {
         ];
         for c in collectors {
             // Invariant: a fresh registry and 13 distinct, valid names; registration cannot fail.
+            self.remember(c.as_ref());
             self.registry
                 .register(c)
                 .expect("metric names are unique and valid");

@@ -419,16 +419,34 @@ fn cert_bound(as_key: &SigningKey, ttl: i64) -> Result<(String, String), String>
     Ok((xfcc, t))
 }
 
-pub fn print_serve_help(proxy: SocketAddr, as_key: &SigningKey) -> Result<(), String> {
+/// Writes the token and the forwarded client certificate to files in `dir` so the printed
+/// `curl` lines stay short (`$(cat ...)`), and prints them with the metrics scrape.
+pub fn print_serve_help(
+    dir: &std::path::Path,
+    proxy: SocketAddr,
+    admin: Option<SocketAddr>,
+    as_key: &SigningKey,
+) -> Result<(), String> {
     let (xfcc, t) = cert_bound(as_key, 590)?;
+    let token_file = dir.join("token");
+    let cert_file = dir.join("client-cert");
+    for (path, value) in [(&token_file, &t), (&cert_file, &xfcc)] {
+        std::fs::write(path, value).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let (tf, cf) = (token_file.display(), cert_file.display());
     println!();
     println!("The demo keeps running (Ctrl-C to stop). Try (the token lives 10 minutes):");
+    println!("  T=$(cat {tf}); C=$(cat {cf})");
     println!("  curl -i http://{proxy}/health");
     println!(
-        "  curl -i -H 'Authorization: Bearer {t}' -H 'x-forwarded-client-cert: {xfcc}' http://{proxy}{ACCOUNTS}"
+        "  curl -i -H \"Authorization: Bearer $T\" -H \"x-forwarded-client-cert: $C\" http://{proxy}{ACCOUNTS}"
     );
     println!(
-        "  curl -i -H 'Authorization: Bearer {t}' http://{proxy}{ACCOUNTS}    # no certificate: denied"
+        "  curl -i -H \"Authorization: Bearer $T\" http://{proxy}{ACCOUNTS}    # no certificate: denied"
     );
+    if let Some(admin) = admin {
+        println!("Metrics (admin listener, loopback only):");
+        println!("  curl -s http://{admin}/metrics | grep '^fapi_guard_'");
+    }
     Ok(())
 }
