@@ -138,8 +138,11 @@ pub enum Fanout {
     /// Single replica (`state.backend: memory`): nothing to fan out.
     NotShared,
     Published,
-    /// Applied here; the shared backend could not be written (the caller should retry).
-    LocalOnly,
+    /// Applied here; the shared backend could not be written. `queued`: kept for publication
+    /// once the backend is back; otherwise the queue was full and the caller must retry.
+    LocalOnly {
+        queued: bool,
+    },
 }
 
 /// Hooks that evict cached state a revocation makes stale.
@@ -245,12 +248,25 @@ impl Revocations {
         match shared.publish(&r, self.clock.now_unix()).await {
             Ok(()) => Ok(Fanout::Published),
             Err(e) => {
-                tracing::warn!(
-                    error = %e,
-                    kind = r.kind.as_str(),
-                    "revocation applied on this replica only: the shared state backend is unavailable"
-                );
-                Ok(Fanout::LocalOnly)
+                // Published as soon as the backend is back; never silently dropped.
+                let queued = shared.enqueue(&r);
+                if queued {
+                    tracing::warn!(
+                        error = %e,
+                        kind = r.kind.as_str(),
+                        "revocation applied on this replica and queued: the shared state backend is unavailable"
+                    );
+                } else {
+                    self.errors.count(source, metrics::QUEUE_FULL);
+                    tracing::error!(
+                        error = %e,
+                        kind = r.kind.as_str(),
+                        pending = shared.pending(),
+                        "revocation applied on this replica only: the shared state backend is \
+                         unavailable and the pending queue is full; the caller must retry"
+                    );
+                }
+                Ok(Fanout::LocalOnly { queued })
             }
         }
     }

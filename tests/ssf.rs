@@ -4,85 +4,22 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::ssf::*;
 use common::*;
 use http_body_util::Full;
 use serde_json::{Value, json};
 
-const SCRIPT: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/interop/ssf_transmitter.py"
-);
 const ADMIN_TOKEN: &str = "ssf-admin-secret-0123456789";
-const TX: &str = "https://ssf.transmitter.example";
-const RX: &str = "https://api.test.example/ssf";
-const CAEP: &str = "https://schemas.openid.net/secevent/caep/event-type/";
-const RISC: &str = "https://schemas.openid.net/secevent/risc/event-type/";
-
-fn python() -> String {
-    let py = std::env::var("FAPI_GUARD_TEST_PYTHON")
-        .ok()
-        .filter(|v| !v.is_empty())
-        .expect("FAPI_GUARD_TEST_PYTHON names the Python interpreter (see build.rs)");
-    let ok = Command::new(&py)
-        .args(["-c", "import joserfc"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "FAPI_GUARD_TEST_PYTHON={py} cannot import joserfc");
-    py
-}
-
-/// Signs every case with joserfc; returns (transmitter JWKS, SETs).
-fn sign(cases: &[Value]) -> (Value, Vec<String>) {
-    use std::io::Write as _;
-    let mut child = Command::new(python())
-        .arg(SCRIPT)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(Value::Array(cases.to_vec()).to_string().as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("python");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
-    let sets = v["sets"]
-        .as_array()
-        .expect("sets")
-        .iter()
-        .map(|s| s.as_str().expect("str").to_owned())
-        .collect();
-    (v["jwks"].clone(), sets)
-}
-
-fn header() -> Value {
-    json!({"alg": "RS256", "typ": "secevent+jwt", "kid": "ssf-1"})
-}
-
-fn set_claims(events: Value) -> Value {
-    json!({"iss": TX, "aud": RX, "iat": now(), "jti": uuid::Uuid::new_v4().to_string(), "events": events})
-}
-
-fn session_revoked(sub: &str, at: i64) -> Value {
-    json!({format!("{CAEP}session-revoked"): {
-        "subject": {"format": "iss_sub", "iss": ISSUER, "sub": sub},
-        "event_timestamp": at,
-    }})
-}
 
 async fn start(echo: &Echo, key: &TestKey, tx_jwks: &Value) -> Proxy {
+    start_with(echo, key, tx_jwks, "RS256").await
+}
+
+/// A single replica whose SSF receiver accepts `algs`.
+async fn start_with(echo: &Echo, key: &TestKey, tx_jwks: &Value, algs: &str) -> Proxy {
     let dir = tempfile::tempdir().expect("dir");
     std::fs::write(dir.path().join("policy.yaml"), POLICY).expect("policy");
     std::fs::write(
@@ -96,9 +33,9 @@ async fn start(echo: &Echo, key: &TestKey, tx_jwks: &Value) -> Proxy {
         "listen:\n  address: 127.0.0.1:0\n  public_url: https://api.test.example\n\
          admin:\n  address: 127.0.0.1:0\n  token_file: admin.token\nupstream:\n  url: http://{}\n\
          issuers:\n  - issuer: {ISSUER}\n    jwks_file: jwks.json\n    audiences: [{AUDIENCE}]\n\
-         revocation:\n  ssf:\n    issuer: {TX}\n    jwks_file: tx.json\n    audience: {RX}\n    algorithms: [RS256]\n\
-         audit:\n  sink: file\n  path: audit.jsonl\npolicies: [policy.yaml]\n",
-        echo.addr
+         {}audit:\n  sink: file\n  path: audit.jsonl\npolicies: [policy.yaml]\n",
+        echo.addr,
+        ssf_config("tx.json", algs),
     );
     let path = dir.path().join("config.yaml");
     std::fs::write(&path, config).expect("config");
@@ -138,8 +75,6 @@ async fn call(p: &Proxy, token: &str) -> Reply {
     )
     .await
 }
-
-const SET: &str = "application/secevent+jwt";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(
@@ -264,7 +199,44 @@ async fn security_event_tokens_are_verified_and_mapped_to_revocations() {
             "{name}: state unchanged"
         );
     }
-    assert_eq!(push(&p, huge, SET).await.status, 413, "huge SET");
+    let r = push(&p, huge, SET).await;
+    assert_eq!(
+        (r.status, r.body["err"].as_str()),
+        (413, Some("invalid_request")),
+        "huge SET, answered in RFC 8935 form: {:?}",
+        r.body
+    );
+    // RFC 8935 §2.3: authentication failures in the same JSON form, beside the challenge.
+    let admin = p.admin.expect("admin");
+    for (name, auth) in [
+        ("no admin token", None),
+        ("wrong admin token", Some("Bearer not-the-token")),
+    ] {
+        let mut b =
+            http::Request::post(format!("http://{admin}/ssf/events")).header("content-type", SET);
+        if let Some(a) = auth {
+            b = b.header("authorization", a);
+        }
+        let r = send(
+            b.body(Full::new(Bytes::from(sets[0].clone())))
+                .expect("req"),
+        )
+        .await;
+        assert_eq!(
+            (r.status, r.body["err"].as_str()),
+            (401, Some("authentication_failed")),
+            "{name}: {:?}",
+            r.body
+        );
+        assert!(r.body["description"].is_string(), "{name}");
+        assert!(r.headers.contains_key("www-authenticate"), "{name}");
+        assert_eq!(
+            r.headers["content-type"].to_str().ok(),
+            Some("application/json"),
+            "{name}"
+        );
+    }
+    assert_eq!(call(&p, &victim_old).await.status, 200, "still not revoked");
 
     // The valid one: applied at once; a later sign-in works; its replay is refused.
     let r = push(&p, sets[0].clone(), SET).await;
@@ -311,6 +283,9 @@ async fn security_event_tokens_are_verified_and_mapped_to_revocations() {
         r#"fapi_guard_revocations_total{kind="subject",source="ssf"} 2"#,
         r#"fapi_guard_revocations_total{kind="jti",source="ssf"} 1"#,
         r#"fapi_guard_revocation_errors_total{error="unknown_event",source="ssf"} 1"#,
+        r#"fapi_guard_revocation_errors_total{error="invalid",source="ssf"} 9"#,
+        r#"fapi_guard_revocation_errors_total{error="unauthorized",source="ssf"} 2"#,
+        r#"fapi_guard_revocation_errors_total{error="too_large",source="ssf"} 1"#,
         "fapi_guard_revocation_lag_seconds_count 3",
     ] {
         assert!(m.contains(line), "{line}\n{m}");
@@ -321,4 +296,185 @@ async fn security_event_tokens_are_verified_and_mapped_to_revocations() {
         .filter(|r| r["kind"] == "revocation" && r["revocation"]["source"] == "ssf")
         .count();
     assert_eq!(n, 3, "one audit record per applied revocation");
+}
+
+/// Every CAEP and RISC event the receiver maps revokes its subject (all five RFC 9493 formats
+/// that name one), and only tokens issued at or before the event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(fapi_guard_test_python),
+    ignore = "needs Python with joserfc: set FAPI_GUARD_TEST_PYTHON=python3"
+)]
+async fn each_caep_and_risc_event_revokes_its_subject() {
+    let key = TestKey::new("k1");
+    let echo = Echo::start().await;
+    let t = now();
+    let events: [(&str, &str); 6] = [
+        (CAEP, "session-revoked"),
+        (CAEP, "credential-change"),
+        (CAEP, "token-claims-change"),
+        (RISC, "credential-compromise"),
+        (RISC, "account-disabled"),
+        (RISC, "account-purged"),
+    ];
+    let mut cases: Vec<Value> = events
+        .iter()
+        .map(|(base, name)| {
+            json!({"header": header(), "claims": set_claims(event(base, name, &format!("sub-{name}"), t))})
+        })
+        .collect();
+    // The opaque format, through the SSF 1.0 `sub_id`.
+    let mut opaque = set_claims(json!({format!("{RISC}account-disabled"): {}}));
+    opaque["sub_id"] = json!({"format": "opaque", "id": "sub-opaque"});
+    cases.push(json!({"header": header(), "claims": opaque}));
+    let (jwks, sets) = sign(&cases);
+    let p = start(&echo, &key, &jwks).await;
+    let mut subjects: Vec<String> = events.iter().map(|(_, n)| format!("sub-{n}")).collect();
+    subjects.push("sub-opaque".into());
+    let tokens: Vec<String> = subjects
+        .iter()
+        .map(|s| key.token(|_, c| c["sub"] = json!(s)))
+        .collect();
+    let bystander = key.token(|_, c| c["sub"] = json!("someone-else"));
+    for (i, set) in sets.iter().enumerate() {
+        assert_eq!(
+            call(&p, &tokens[i]).await.status,
+            200,
+            "{}: before",
+            subjects[i]
+        );
+        let r = push(&p, set.clone(), SET).await;
+        assert_eq!(r.status, 202, "{}: {:?}", subjects[i], r.body);
+        let before = echo.count();
+        let r = call(&p, &tokens[i]).await;
+        assert_eq!(
+            (r.status, r.reason()),
+            (401, Some("token_revoked")),
+            "{}: refused on the next request",
+            subjects[i]
+        );
+        assert_eq!(
+            echo.count(),
+            before,
+            "{}: nothing reached the API",
+            subjects[i]
+        );
+        // A sign-in after the event works.
+        let later = key.token(|_, c| {
+            c["sub"] = json!(subjects[i]);
+            c["iat"] = json!(now() + 1);
+        });
+        assert_eq!(
+            call(&p, &later).await.status,
+            200,
+            "{}: signed in again",
+            subjects[i]
+        );
+    }
+    assert_eq!(call(&p, &bystander).await.status, 200, "others unaffected");
+    let m = p
+        .running
+        .as_ref()
+        .expect("running")
+        .guard
+        .metrics()
+        .encode();
+    let line = r#"fapi_guard_revocations_total{kind="subject",source="ssf"} 7"#;
+    assert!(m.contains(line), "{line}\n{m}");
+}
+
+/// The receiver's own algorithm allow-list: PS256 and ES256 SETs are accepted when listed; an
+/// RS256 SET with a valid signature is refused when RS256 is not listed; `none` and HS256 are
+/// never accepted (even with the transmitter's key material as the HMAC secret).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(fapi_guard_test_python),
+    ignore = "needs Python with joserfc: set FAPI_GUARD_TEST_PYTHON=python3"
+)]
+async fn set_algorithms_follow_the_receivers_allow_list() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    let key = TestKey::new("k1");
+    let echo = Echo::start().await;
+    let t = now();
+    let ps = json!({"alg": "PS256", "typ": "secevent+jwt", "kid": "ssf-1"});
+    let es = json!({"alg": "ES256", "typ": "secevent+jwt", "kid": "ssf-ec"});
+    let cases = vec![
+        json!({"header": ps, "claims": set_claims(session_revoked("by-ps256", t))}),
+        json!({"header": es, "claims": set_claims(session_revoked("by-es256", t)), "key": "ec"}),
+        json!({"header": header(), "claims": set_claims(session_revoked("by-rs256", t))}),
+    ];
+    let (jwks, sets) = sign(&cases);
+    let p = start_with(&echo, &key, &jwks, "PS256, ES256").await;
+    // Hand-built: `none` (no signature) and HS256 keyed with the RSA modulus (a public value,
+    // the classic key-confusion attack).
+    let unsigned = |h: Value, c: Value| {
+        format!(
+            "{}.{}.",
+            B64.encode(h.to_string()),
+            B64.encode(c.to_string())
+        )
+    };
+    let none = unsigned(
+        json!({"alg": "none", "typ": "secevent+jwt"}),
+        set_claims(session_revoked("by-none", t)),
+    );
+    let hs_input = unsigned(
+        json!({"alg": "HS256", "typ": "secevent+jwt", "kid": "ssf-1"}),
+        set_claims(session_revoked("by-hs256", t)),
+    );
+    let hs_input = hs_input.trim_end_matches('.');
+    let secret = jwks["keys"][0]["n"].as_str().expect("n");
+    let tag = aws_lc_rs::hmac::sign(
+        &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret.as_bytes()),
+        hs_input.as_bytes(),
+    );
+    let hs256 = format!("{hs_input}.{}", B64.encode(tag.as_ref()));
+
+    let refused = [
+        (
+            "RS256, not on the list",
+            sets[2].clone(),
+            "by-rs256",
+            "invalid_key",
+        ),
+        // An empty signature is not even a JWS; with bytes in it, the algorithm is refused.
+        ("alg none", none.clone(), "by-none", "invalid_request"),
+        (
+            "alg none with a signature",
+            format!("{none}AAAA"),
+            "by-none",
+            "invalid_key",
+        ),
+        ("HS256", hs256, "by-hs256", "invalid_key"),
+    ];
+    for (name, set, sub, err) in refused {
+        let victim = key.token(|_, c| c["sub"] = json!(sub));
+        let r = push(&p, set, SET).await;
+        assert_eq!(
+            (r.status, r.body["err"].as_str()),
+            (400, Some(err)),
+            "{name}: {:?}",
+            r.body
+        );
+        assert_eq!(
+            call(&p, &victim).await.status,
+            200,
+            "{name}: state unchanged"
+        );
+    }
+    for (name, set, sub) in [
+        ("PS256", &sets[0], "by-ps256"),
+        ("ES256", &sets[1], "by-es256"),
+    ] {
+        let victim = key.token(|_, c| c["sub"] = json!(sub));
+        assert_eq!(call(&p, &victim).await.status, 200, "{name}: before");
+        let r = push(&p, set.clone(), SET).await;
+        assert_eq!(r.status, 202, "{name}: {:?}", r.body);
+        assert_eq!(
+            call(&p, &victim).await.reason(),
+            Some("token_revoked"),
+            "{name}: applied"
+        );
+    }
 }

@@ -57,16 +57,23 @@ pub async fn post(guard: &Guard, content_type: &str, body: &[u8]) -> Response<Bo
             StatusCode::SERVICE_UNAVAILABLE,
             json!({"error": "temporarily_unavailable", "description": e.to_string()}),
         ),
-        Ok(Fanout::LocalOnly)
+        // Applied here, and not even queued for the others (the queue is full): retry.
+        Ok(Fanout::LocalOnly { queued: false }) => json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"error": "temporarily_unavailable",
+                   "description": "applied on this replica only: the shared state backend is unavailable and the pending queue is full; retry"}),
+        ),
+        Ok(Fanout::LocalOnly { queued: true })
             if revs
                 .shared()
                 .is_some_and(|s| s.on_unavailable() == OnUnavailable::Deny) =>
         {
-            // Applied here, but the other replicas did not get it: the caller must retry.
+            // Applied here and queued in this process's memory only: the caller must retry
+            // until the fleet has it durably.
             json_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 json!({"error": "temporarily_unavailable",
-                       "description": "applied on this replica only: the shared state backend is unavailable; retry"}),
+                       "description": "applied on this replica and queued: the shared state backend is unavailable; retry"}),
             )
         }
         Ok(f) => json_response(
@@ -74,7 +81,7 @@ pub async fn post(guard: &Guard, content_type: &str, body: &[u8]) -> Response<Bo
             json!({"kind": kind, "until": until, "fanout": match f {
                 Fanout::NotShared => "not_shared",
                 Fanout::Published => "published",
-                Fanout::LocalOnly => "local_only",
+                Fanout::LocalOnly { .. } => "local_only",
             }}),
         ),
     }

@@ -56,12 +56,34 @@ pub async fn post(guard: &Guard, content_type: &str, body: &[u8]) -> Response<Bo
     if receiver.seen(&verified.jti) {
         return refuse(SetError::InvalidRequest, "duplicate jti");
     }
-    let mut shared_failed = false;
-    for r in verified.revocations {
+    // Fleet-wide de-duplication: the first replica to claim the jti in Redis processes the SET.
+    // While Redis cannot answer, this replica's memory decides, and the fan-out below fails and
+    // is answered as `on_unavailable` says.
+    let shared = revs.shared();
+    let claimed = match shared {
+        None => false,
+        Some(s) => match s.claim_ssf_jti(&verified.jti, receiver.jti_window()).await {
+            Ok(true) => true,
+            Ok(false) => return refuse(SetError::InvalidRequest, "duplicate jti"),
+            Err(_) => false,
+        },
+    };
+    // Not processed after all: forget the claim so the transmitter's retry is.
+    let release = || async {
+        if let (true, Some(s)) = (claimed, shared) {
+            s.release_ssf_jti(&verified.jti).await;
+        }
+    };
+    let (mut shared_failed, mut all_queued) = (false, true);
+    for r in verified.revocations.iter().cloned() {
         match revs.revoke(r, Source::Ssf).await {
-            Ok(Fanout::LocalOnly) => shared_failed = true,
+            Ok(Fanout::LocalOnly { queued }) => {
+                shared_failed = true;
+                all_queued &= queued;
+            }
             Ok(_) => {}
             Err(e) => {
+                release().await;
                 return json_response(
                     StatusCode::SERVICE_UNAVAILABLE,
                     json!({"err": "temporarily_unavailable", "description": e.to_string()}),
@@ -72,11 +94,10 @@ pub async fn post(guard: &Guard, content_type: &str, body: &[u8]) -> Response<Bo
     for _ in 0..verified.unknown_events {
         revs.refused(Source::Ssf, rmetrics::UNKNOWN_EVENT);
     }
-    let required = revs
-        .shared()
-        .is_some_and(|s| s.on_unavailable() == OnUnavailable::Deny);
-    if shared_failed && required {
+    let required = shared.is_some_and(|s| s.on_unavailable() == OnUnavailable::Deny);
+    if shared_failed && (required || !all_queued) {
         // Not recorded as seen: the transmitter's retry will be processed again.
+        release().await;
         return json_response(
             StatusCode::SERVICE_UNAVAILABLE,
             json!({"err": "temporarily_unavailable", "description": "applied on this replica only; retry"}),

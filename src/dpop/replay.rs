@@ -29,7 +29,7 @@ pub enum ReplayUnavailable {
     /// The hard memory limit is reached: new proofs are refused until entries expire.
     #[error("replay store full")]
     Full,
-    /// A shared backend could not be reached (issue 10).
+    /// A shared backend could not be reached.
     #[error("replay store backend unavailable")]
     Backend,
 }
@@ -75,7 +75,8 @@ impl ReplayStore {
                     Ok(first)
                 }
                 Err(_) if *fallback => {
-                    tracing::warn!("shared replay store unavailable; checking this replica only");
+                    // Counted and logged at most once per period by the shared state.
+                    shared.state().note_local_fallback();
                     local.check_and_insert(key, expires_at, now)
                 }
                 Err(_) => Err(ReplayUnavailable::Backend),

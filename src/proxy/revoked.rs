@@ -31,7 +31,11 @@ pub(super) fn build(
     let rmetrics = RevocationMetrics::new(metrics)?;
     let shared = match &config.state.redis {
         None => None,
-        Some(s) => Some(Arc::new(RedisState::new(s.clone(), rmetrics.clone())?)),
+        Some(s) => Some(Arc::new(RedisState::new(
+            s.clone(),
+            rmetrics.clone(),
+            clock.clone(),
+        )?)),
     };
     let mut evictors: Vec<Evictor> = Vec::new();
     let cache = tokens.cache();
@@ -65,7 +69,8 @@ pub(super) fn build(
     if let Some(s) = &config.revocation.ssf {
         revs = revs.with_ssf(SsfReceiver::new(s.clone(), http, metrics.clone()));
     }
-    Ok((Arc::new(revs), shared.map(RedisReplay::new)))
+    let replay = shared.map(|s| RedisReplay::new(s, config.dpop.clock_skew));
+    Ok((Arc::new(revs), replay))
 }
 
 /// How long a revocation that names no `until` is kept: the longest any token (lifetime plus

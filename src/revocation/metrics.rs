@@ -17,12 +17,17 @@ pub const TOO_LARGE: &str = "too_large";
 pub const GARBAGE: &str = "garbage";
 /// A Shared Signals event type this receiver does not apply (acknowledged, counted).
 pub const UNKNOWN_EVENT: &str = "unknown_event";
+/// A revocation applied here could not be queued for the other replicas (queue full).
+pub const QUEUE_FULL: &str = "queue_full";
 
 #[derive(Clone)]
 pub struct RevocationMetrics {
     errors: IntCounterVec,
-    /// `fapi_guard_state_backend_up`: 1 while the shared backend is connected and loaded.
+    /// `fapi_guard_state_backend_up`: 1 while the shared backend is connected and loaded; 1
+    /// with `state.backend: memory` (the state is in-process, so always there).
     pub backend_up: IntGauge,
+    /// `fapi_guard_state_backend_errors_total{operation,error}`: failed Redis operations.
+    backend_errors: IntCounterVec,
     /// The spec §9 metrics (`revocations_total`, the lag histogram).
     pub base: Arc<Metrics>,
 }
@@ -40,18 +45,39 @@ impl RevocationMetrics {
         .map_err(|e| e.to_string())?;
         let backend_up = IntGauge::new(
             "fapi_guard_state_backend_up",
-            "1 while the shared state backend (Redis) is reachable and its revocations loaded.",
+            "1 while the state backend can be used: Redis reachable and its revocations loaded \
+             (always 1 with backend: memory).",
+        )
+        .map_err(|e| e.to_string())?;
+        let backend_errors = IntCounterVec::new(
+            Opts::new(
+                "fapi_guard_state_backend_errors_total",
+                "Failed operations on the shared state backend (Redis), by operation and error.",
+            ),
+            &["operation", "error"],
         )
         .map_err(|e| e.to_string())?;
         m.register(Box::new(errors.clone()))
             .map_err(|e| e.to_string())?;
         m.register(Box::new(backend_up.clone()))
             .map_err(|e| e.to_string())?;
+        m.register(Box::new(backend_errors.clone()))
+            .map_err(|e| e.to_string())?;
+        // In-process state is always available; a Redis backend sets 0 until it is connected.
+        backend_up.set(1);
         Ok(Self {
             errors,
             backend_up,
+            backend_errors,
             base: m.clone(),
         })
+    }
+
+    /// Counts a failed backend operation; both labels are fixed words.
+    pub fn backend_error(&self, operation: &'static str, error: &'static str) {
+        self.backend_errors
+            .with_label_values(&[operation, error])
+            .inc();
     }
 
     pub fn count(&self, source: Source, error: &'static str) {

@@ -128,7 +128,7 @@ impl SsfReceiver {
         ));
         // Security state expires by time: a jti is kept for the whole window its SET could be
         // accepted in; the capacity is far above any event rate a transmitter sustains.
-        let window = settings.max_age * 2 + Duration::from_secs(20);
+        let window = jti_window(&settings);
         let seen = moka::sync::Cache::builder()
             .max_capacity(1_000_000)
             .time_to_live(window)
@@ -142,6 +142,12 @@ impl SsfReceiver {
 
     pub fn keys(&self) -> &Arc<JwksStore> {
         &self.keys
+    }
+
+    /// How long a processed `jti` is remembered (here, and fleet-wide through Redis): longer
+    /// than any window in which its SET could still be accepted.
+    pub fn jti_window(&self) -> Duration {
+        jti_window(&self.settings)
     }
 
     /// Verifies `set` (compact JWS) and maps its events; `now_ms` is the receipt time and
@@ -263,6 +269,10 @@ impl SsfReceiver {
     pub fn seen(&self, jti: &str) -> bool {
         self.seen.contains_key(jti)
     }
+}
+
+fn jti_window(s: &SsfSettings) -> Duration {
+    s.max_age * 2 + Duration::from_secs(20)
 }
 
 /// The deepest `[`/`{` nesting of a JSON text (brackets inside strings do not count).

@@ -460,6 +460,8 @@ pub async fn get(url: &str, headers: &[(&str, &str)]) -> Reply {
 }
 
 pub mod fault;
+pub mod fleet;
 pub mod pki;
 pub mod process;
 pub mod raw;
+pub mod ssf;
