@@ -1,256 +1,51 @@
-//! The fleet on one real Redis, with real proxy processes (the release binary built by cargo):
-//! revocations posted to replica A refused at replica B (lag measured), a replica started later
-//! refusing them from its first request, Redis killed and restarted under `deny` and `local`,
-//! garbage in the store, and the fleet-wide DPoP replay store.
+//! The fleet on one real Redis, with real proxy processes (the binary built by cargo):
+//! revocations posted to replica A (admin API and Shared Signals) refused at replica B, lag
+//! measured; a replica started later refusing them from its first request; Redis killed and
+//! restarted under `deny` and `local`; garbage in the store; the fleet-wide DPoP replay store.
 //!
-//! Needs `FAPI_GUARD_TEST_REDIS` (a Redis URL, shared) at build time, and `redis-server` on the
-//! PATH for the tests that kill their own private Redis.
+//! Needs `FAPI_GUARD_TEST_REDIS` (a Redis URL, shared) at build time; the tests that kill their
+//! own private Redis need `FAPI_GUARD_TEST_REDIS_SERVER` (`redis-server` on the PATH), the SSF
+//! ones `FAPI_GUARD_TEST_PYTHON` (joserfc).
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use common::fleet::*;
+use common::process::metric_value;
 use common::*;
 use fapi_guard::state::{RedisReplay, RedisState, StateConfig};
-use http_body_util::Full;
 use serde_json::json;
 
-const BIN: &str = env!("CARGO_BIN_EXE_fapi-guard");
-const ADMIN_TOKEN: &str = "fleet-admin-secret-0123456789";
+const N: usize = 100;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// The shared Redis named by `FAPI_GUARD_TEST_REDIS`; it must answer PING.
-fn shared_redis() -> String {
-    let url = std::env::var("FAPI_GUARD_TEST_REDIS")
-        .ok()
-        .filter(|v| !v.is_empty())
-        .expect("FAPI_GUARD_TEST_REDIS names a Redis URL (see build.rs)");
-    let mut c = redis::Client::open(url.as_str())
-        .and_then(|c| c.get_connection())
-        .unwrap_or_else(|e| panic!("FAPI_GUARD_TEST_REDIS={url} is not reachable: {e}"));
-    let pong: String = redis::cmd("PING").query(&mut c).expect("PING");
-    assert_eq!(pong, "PONG");
-    url
-}
-
-/// A private `redis-server` on a free port, which this test may kill and restart.
-struct PrivateRedis {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl PrivateRedis {
-    fn start() -> Self {
-        let mut r = Self {
-            port: free_port(),
-            child: None,
-        };
-        r.restart();
-        r
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server on the PATH (FAPI_GUARD_TEST_REDIS tests kill their own)");
-        self.child = Some(child);
-        for _ in 0..100 {
-            let ok = redis::Client::open(self.url())
-                .and_then(|c| c.get_connection())
-                .is_ok();
-            if ok {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+/// Polls `b` until `token` is refused (`token_revoked`); the time since `started`.
+async fn until_refused(b: &Replica, token: &str, started: Instant) -> Duration {
+    loop {
+        let r = b.call(token).await;
+        if r.status == 401 {
+            assert_eq!(r.reason(), Some("token_revoked"));
+            return started.elapsed();
         }
-        panic!("private redis-server did not start on {}", self.port);
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// One proxy process.
-struct Replica {
-    child: Child,
-    port: u16,
-    admin: u16,
-    dir: PathBuf,
-}
-
-impl Replica {
-    fn spawn(
-        base: &Path,
-        name: &str,
-        echo: &Echo,
-        redis_url: &str,
-        prefix: &str,
-        mode: &str,
-    ) -> Self {
-        let dir = base.join(name);
-        std::fs::create_dir_all(&dir).expect("dir");
-        for f in ["jwks.json", "policy.yaml", "admin.token"] {
-            std::fs::copy(base.join(f), dir.join(f)).expect("copy");
-        }
-        let (port, admin) = (free_port(), free_port());
-        let config = format!(
-            "listen:\n  address: 127.0.0.1:{port}\n  public_url: https://api.test.example\n\
-             admin:\n  address: 127.0.0.1:{admin}\n  token_file: admin.token\n\
-             upstream:\n  url: http://{}\n\
-             issuers:\n  - issuer: {ISSUER}\n    jwks_file: jwks.json\n    audiences: [{AUDIENCE}]\n\
-             state:\n  backend: redis\n  redis_url: {redis_url}\n  on_unavailable: {mode}\n  key_prefix: {prefix}\n\
-             audit:\n  sink: file\n  path: audit.jsonl\npolicies: [policy.yaml]\n",
-            echo.addr
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "not enforced at B within 1 s"
         );
-        std::fs::write(dir.join("config.yaml"), config).expect("config");
-        let log = std::fs::File::create(dir.join("stderr.log")).expect("log");
-        let child = Command::new(BIN)
-            .args(["run", "--config"])
-            .arg(dir.join("config.yaml"))
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn proxy");
-        Self {
-            child,
-            port,
-            admin,
-            dir,
-        }
-    }
-
-    async fn readyz(&self) -> u16 {
-        match tokio::time::timeout(
-            Duration::from_millis(500),
-            client().request(
-                http::Request::get(format!("http://127.0.0.1:{}/readyz", self.admin))
-                    .body(Full::new(Bytes::new()))
-                    .expect("req"),
-            ),
-        )
-        .await
-        {
-            Ok(Ok(r)) => r.status().as_u16(),
-            _ => 0,
-        }
-    }
-
-    /// Waits until `/readyz` answers `want`.
-    async fn wait_readyz(&self, want: u16, within: Duration) {
-        let t = Instant::now();
-        while t.elapsed() < within {
-            if self.readyz().await == want {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let log = std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default();
-        panic!("replica never answered /readyz {want}; log:\n{log}");
-    }
-
-    async fn call(&self, token: &str) -> Reply {
-        get(
-            &format!("http://127.0.0.1:{}/accounts", self.port),
-            &[("authorization", &format!("Bearer {token}"))],
-        )
-        .await
-    }
-
-    async fn revoke(&self, body: serde_json::Value) -> Reply {
-        send(
-            http::Request::post(format!("http://127.0.0.1:{}/revocations", self.admin))
-                .header("content-type", "application/json")
-                .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
-                .body(Full::new(Bytes::from(body.to_string())))
-                .expect("req"),
-        )
-        .await
-    }
-
-    async fn metrics(&self) -> String {
-        let resp = client()
-            .request(
-                http::Request::get(format!("http://127.0.0.1:{}/metrics", self.admin))
-                    .body(Full::new(Bytes::new()))
-                    .expect("req"),
-            )
-            .await
-            .expect("metrics");
-        let b = http_body_util::BodyExt::collect(resp.into_body())
-            .await
-            .expect("body")
-            .to_bytes();
-        String::from_utf8_lossy(&b).into_owned()
     }
 }
 
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn fixture(key: &TestKey) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("dir");
-    std::fs::write(
-        dir.path().join("jwks.json"),
-        json!({"keys": [key.jwks_entry()]}).to_string(),
-    )
-    .expect("jwks");
-    std::fs::write(dir.path().join("policy.yaml"), POLICY).expect("policy");
-    std::fs::write(dir.path().join("admin.token"), ADMIN_TOKEN).expect("token");
-    dir
-}
-
-fn prefix() -> String {
-    format!("fg-test-{}", uuid::Uuid::new_v4().simple())
-}
-
-fn jti_of(token: &str) -> String {
-    use base64::Engine as _;
-    let p = token.split('.').nth(1).expect("payload");
-    let v: serde_json::Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(p)
-            .expect("b64"),
-    )
-    .expect("json");
-    v["jti"].as_str().expect("jti").to_owned()
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
+fn report(what: &str, mut lags: Vec<Duration>) {
+    lags.sort();
+    let (p50, p99) = (percentile(&lags, 0.5), percentile(&lags, 0.99));
+    println!(
+        "revocation lag {what} → refused at B over {}: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        lags.len(),
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3,
+        lags[lags.len() - 1].as_secs_f64() * 1e3
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -265,9 +60,7 @@ async fn revocations_posted_to_a_are_refused_at_b_and_at_a_replica_started_later
     let base = fixture(&key);
     let prefix = prefix();
     // Garbage in the store: counted and ignored, never applied.
-    let mut raw = redis::Client::open(url.as_str())
-        .and_then(|c| c.get_connection())
-        .expect("redis");
+    let mut raw = sync_conn(&url);
     let _: () = redis::cmd("ZADD")
         .arg(format!("{prefix}:revocations"))
         .arg(now() + 600)
@@ -285,7 +78,6 @@ async fn revocations_posted_to_a_are_refused_at_b_and_at_a_replica_started_later
         .query(&mut raw)
         .expect("publish");
 
-    const N: usize = 100;
     let tokens: Vec<String> = (0..N).map(|_| key.token(|_, _| {})).collect();
     let mut lags = Vec::with_capacity(N);
     for t in &tokens {
@@ -302,28 +94,9 @@ async fn revocations_posted_to_a_are_refused_at_b_and_at_a_replica_started_later
             "{:?}",
             r.body
         );
-        loop {
-            let r = b.call(t).await;
-            if r.status == 401 {
-                assert_eq!(r.reason(), Some("token_revoked"));
-                break;
-            }
-            assert_eq!(r.status, 200);
-            assert!(
-                started.elapsed() < Duration::from_secs(1),
-                "not enforced at B within 1 s"
-            );
-        }
-        lags.push(started.elapsed());
+        lags.push(until_refused(&b, t, started).await);
     }
-    lags.sort();
-    let (p50, p99) = (percentile(&lags, 0.5), percentile(&lags, 0.99));
-    println!(
-        "revocation lag A (admin POST) → refused at B over {N}: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        p50.as_secs_f64() * 1e3,
-        p99.as_secs_f64() * 1e3,
-        lags[N - 1].as_secs_f64() * 1e3
-    );
+    report("A (admin POST)", lags);
     let before = echo.count();
     for t in &tokens {
         assert_eq!(
@@ -351,26 +124,116 @@ async fn revocations_posted_to_a_are_refused_at_b_and_at_a_replica_started_later
         "{mb}"
     );
 
-    // A replica started after the revocations refuses them from its first request.
+    // A replica started after the revocations refuses them from its first request, in either
+    // mode: `deny` is unready until loaded; `local` answers 503 (never 200) before its first
+    // load, so its very first answer already refuses.
     let c = Replica::spawn(base.path(), "c", &echo, &url, &prefix, "deny");
+    let d = Replica::spawn(base.path(), "d", &echo, &url, &prefix, "local");
+    let first = loop {
+        match common::process::try_get(
+            &d.p.url("/accounts"),
+            &[("authorization", &format!("Bearer {}", tokens[0]))],
+            Duration::from_millis(500),
+        )
+        .await
+        {
+            Ok(r) => break r,
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    };
+    assert!(
+        matches!(
+            (first.status, first.reason()),
+            (401, Some("token_revoked")) | (503, Some("dependency_unavailable"))
+        ),
+        "the local replica's first answer: {} {:?}",
+        first.status,
+        first.body
+    );
     c.wait_readyz(200, Duration::from_secs(20)).await;
-    for t in [&tokens[0], &tokens[N - 1]] {
-        assert_eq!(c.call(t).await.reason(), Some("token_revoked"));
+    d.wait_readyz(200, Duration::from_secs(20)).await;
+    for late in [&c, &d] {
+        for t in [&tokens[0], &tokens[N - 1]] {
+            assert_eq!(late.call(t).await.reason(), Some("token_revoked"));
+        }
+        assert_eq!(late.call(&key.token(|_, _| {})).await.status, 200);
     }
-    assert_eq!(c.call(&key.token(|_, _| {})).await.status, 200);
+    assert_every_forward_audited(&echo, &[&a, &b, &c, &d]);
     let _: () = redis::cmd("DEL")
         .arg(format!("{prefix}:revocations"))
         .query(&mut raw)
         .expect("cleanup");
 }
 
+/// The same through Shared Signals: 100 CAEP `session-revoked` SETs (signed by joserfc) posted
+/// to A, each refused at B; the SET's `jti` is de-duplicated fleet-wide (B refuses A's SET).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(
-    not(fapi_guard_test_redis),
-    ignore = "needs Redis: set FAPI_GUARD_TEST_REDIS=redis://127.0.0.1:6379"
+    not(all(fapi_guard_test_redis, fapi_guard_test_python)),
+    ignore = "needs Redis and Python with joserfc: set FAPI_GUARD_TEST_REDIS and FAPI_GUARD_TEST_PYTHON"
+)]
+async fn security_events_posted_to_a_are_refused_at_b() {
+    use common::ssf::*;
+    let url = shared_redis();
+    let key = TestKey::new("k1");
+    let echo = Echo::start().await;
+    let base = fixture(&key);
+    let prefix = prefix();
+    let t = now();
+    let cases: Vec<_> = (0..N)
+        .map(|i| json!({"header": header(), "claims": set_claims(session_revoked(&format!("ssf-user-{i}"), t))}))
+        .collect();
+    let (jwks, sets) = sign(&cases);
+    std::fs::write(base.path().join("tx.json"), jwks.to_string()).expect("tx jwks");
+    let extra = format!(
+        "{}{}",
+        state(&url, &prefix, "deny"),
+        ssf_config("tx.json", "RS256")
+    );
+    let a = Replica::spawn_with(base.path(), "a", &echo, &extra);
+    let b = Replica::spawn_with(base.path(), "b", &echo, &extra);
+    a.wait_readyz(200, Duration::from_secs(20)).await;
+    b.wait_readyz(200, Duration::from_secs(20)).await;
+
+    let tokens: Vec<String> = (0..N)
+        .map(|i| key.token(|_, c| c["sub"] = json!(format!("ssf-user-{i}"))))
+        .collect();
+    let mut lags = Vec::with_capacity(N);
+    for (t, set) in tokens.iter().zip(&sets) {
+        assert_eq!(
+            b.call(t).await.status,
+            200,
+            "valid before (and cached at B)"
+        );
+        let started = Instant::now();
+        let r = a.push_set(set).await;
+        assert_eq!(r.status, 202, "{:?}", r.body);
+        lags.push(until_refused(&b, t, started).await);
+    }
+    report("A (SSF push)", lags);
+    // Fleet-wide de-duplication: B never saw these SETs itself, and still refuses them.
+    let r = b.push_set(&sets[0]).await;
+    assert_eq!(
+        (r.status, r.body["err"].as_str()),
+        (400, Some("invalid_request")),
+        "a SET processed at A is a replay at B: {:?}",
+        r.body
+    );
+    let mb = b.metrics().await;
+    let line = format!(r#"fapi_guard_revocations_total{{kind="subject",source="redis"}} {N}"#);
+    assert!(mb.contains(&line), "{line}\n{mb}");
+    let ma = a.metrics().await;
+    let line = format!(r#"fapi_guard_revocations_total{{kind="subject",source="ssf"}} {N}"#);
+    assert!(ma.contains(&line), "{line}\n{ma}");
+    assert_every_forward_audited(&echo, &[&a, &b]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(fapi_guard_test_redis_server),
+    ignore = "starts its own redis-server: set FAPI_GUARD_TEST_REDIS_SERVER=1"
 )]
 async fn redis_down_deny_refuses_local_serves_and_both_recover_without_restart() {
-    let _ = shared_redis();
     let mut redis = PrivateRedis::start();
     let key = TestKey::new("k1");
     let echo = Echo::start().await;
@@ -380,26 +243,48 @@ async fn redis_down_deny_refuses_local_serves_and_both_recover_without_restart()
     let b = Replica::spawn(base.path(), "local", &echo, &redis.url(), &prefix, "local");
     a.wait_readyz(200, Duration::from_secs(20)).await;
     b.wait_readyz(200, Duration::from_secs(20)).await;
+    let client_key = DpopKey::new();
+    let bound = key.token(|_, c| c["cnf"] = json!({"jkt": client_key.jkt}));
+    let proof = || {
+        client_key.proof(
+            "GET",
+            "https://api.test.example/accounts",
+            &bound,
+            |_, _| {},
+        )
+    };
     let token = key.token(|_, _| {});
-    assert_eq!(a.call(&token).await.status, 200);
-    assert_eq!(b.call(&token).await.status, 200);
+    let gone = key.token(|_, c| c["sub"] = json!("revoked-during-outage-at-b"));
+    let gone_at_a = key.token(|_, c| c["sub"] = json!("revoked-during-outage-at-a"));
+    for r in [&a, &b] {
+        assert_eq!(r.call(&token).await.status, 200);
+        assert_eq!(r.call(&gone).await.status, 200);
+        assert_eq!(r.call(&gone_at_a).await.status, 200);
+        assert_eq!(r.call_dpop(&bound, &proof()).await.status, 200);
+    }
 
     redis.kill();
+    let outage = Instant::now();
     a.wait_readyz(503, Duration::from_secs(10)).await;
     let before = echo.count();
-    let r = a.call(&token).await;
-    assert_eq!(
-        (r.status, r.reason()),
-        (503, Some("dependency_unavailable")),
-        "deny fails closed"
-    );
+    for (name, r) in [
+        ("bearer", a.call(&token).await),
+        ("DPoP", a.call_dpop(&bound, &proof()).await),
+    ] {
+        assert_eq!(
+            (r.status, r.reason()),
+            (503, Some("dependency_unavailable")),
+            "deny fails closed ({name})"
+        );
+    }
     assert_eq!(
         echo.count(),
         before,
         "nothing forwarded by the deny replica"
     );
+    // At the deny replica: applied there and queued, but 503 so the caller retries.
     let r = a
-        .revoke(json!({"kind": "subject", "value": "someone"}))
+        .revoke(json!({"kind": "subject", "value": "revoked-during-outage-at-a"}))
         .await;
     assert_eq!(
         r.status, 503,
@@ -407,6 +292,22 @@ async fn redis_down_deny_refuses_local_serves_and_both_recover_without_restart()
     );
     assert_eq!(b.call(&token).await.status, 200, "local keeps serving");
     assert_eq!(b.readyz().await, 200, "local stays ready");
+    // DPoP at the local replica: served, and replays still caught by its own store.
+    let p = proof();
+    assert_eq!(
+        b.call_dpop(&bound, &p).await.status,
+        200,
+        "local serves DPoP"
+    );
+    let r = b.call_dpop(&bound, &p).await;
+    assert_eq!(
+        (r.status, r.reason()),
+        (401, Some("dpop_proof_replayed")),
+        "replay caught locally during the outage"
+    );
+    for _ in 0..20 {
+        assert_eq!(b.call_dpop(&bound, &proof()).await.status, 200);
+    }
     let m = b.metrics().await;
     assert!(
         m.contains("fapi_guard_state_backend_up 0"),
@@ -421,27 +322,71 @@ async fn redis_down_deny_refuses_local_serves_and_both_recover_without_restart()
         "{:?}",
         r.body
     );
+    let r = b
+        .revoke(json!({"kind": "subject", "value": "revoked-during-outage-at-b"}))
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
     assert_eq!(
         b.call(&token).await.reason(),
         Some("token_revoked"),
         "applied locally"
     );
+    let b_revoked = Instant::now();
+    let ma = a.metrics().await;
+    let lag_count_a = metric_value(&ma, "fapi_guard_revocation_lag_seconds_count", &[]);
+    let lag_sum_a = metric_value(&ma, "fapi_guard_revocation_lag_seconds_sum", &[]);
 
+    let gap = b_revoked.elapsed();
     redis.restart();
+    let down_for = outage.elapsed();
     a.wait_readyz(200, Duration::from_secs(15)).await;
     let t2 = key.token(|_, _| {});
     assert_eq!(a.call(&t2).await.status, 200, "deny replica recovered");
+    b.wait_metric("fapi_guard_state_backend_up 1", Duration::from_secs(15))
+        .await;
+    // What B accepted during the outage was queued and published on reconnect: refused at A.
     let t = Instant::now();
     loop {
-        if b.metrics().await.contains("fapi_guard_state_backend_up 1") {
+        let (r1, r2) = (a.call(&token).await, a.call(&gone).await);
+        if r1.status == 401 && r2.status == 401 {
+            assert_eq!(
+                (r1.reason(), r2.reason()),
+                (Some("token_revoked"), Some("token_revoked"))
+            );
             break;
         }
         assert!(
-            t.elapsed() < Duration::from_secs(15),
-            "local replica never reconnected"
+            t.elapsed() < Duration::from_secs(2),
+            "B's outage revocations never reached A: {} {}",
+            r1.status,
+            r2.status
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // ... and what A queued reached B.
+    let t = Instant::now();
+    while b.call(&gone_at_a).await.status != 401 {
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "A's outage revocation never reached B"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A saw B's revocations late: their lag (from the event time) is observed, not hidden.
+    let ma = a.metrics().await;
+    let lag_count = metric_value(&ma, "fapi_guard_revocation_lag_seconds_count", &[]);
+    let lag_sum = metric_value(&ma, "fapi_guard_revocation_lag_seconds_sum", &[]);
+    assert_eq!(lag_count, lag_count_a + 2.0, "B's two revocations: {ma}");
+    assert!(
+        lag_sum - lag_sum_a >= 2.0 * gap.as_secs_f64() - 0.02,
+        "each lag counts from the event time, so at least the {gap:?} Redis was still down: {ma}"
+    );
+    println!(
+        "outage of {:.1} s: A observed B's 2 outage revocations with lag {:.3} s in total",
+        down_for.as_secs_f64(),
+        lag_sum - lag_sum_a
+    );
+
     // Fan-out works again: revoked at A, refused at B.
     let r = a.revoke(json!({"kind": "jti", "value": jti_of(&t2)})).await;
     assert_eq!(
@@ -457,11 +402,28 @@ async fn redis_down_deny_refuses_local_serves_and_both_recover_without_restart()
             "fan-out after recovery"
         );
     }
-    let log = std::fs::read_to_string(b.dir.join("stderr.log")).unwrap_or_default();
+    let (log_a, log_b) = (a.log(), b.log());
     assert!(
-        log.contains("on_unavailable: local"),
-        "local mode says so in a log line"
+        log_a.contains("on_unavailable: deny"),
+        "deny mode says so in a log line:\n{log_a}"
     );
+    assert!(
+        log_b.contains("on_unavailable: local"),
+        "local mode says so in a log line:\n{log_b}"
+    );
+    assert!(
+        lines_with(&log_b, "shared replay store unavailable") <= 1,
+        "the per-request fallback warning is rate-limited:\n{log_b}"
+    );
+    assert!(
+        metric_value(
+            &b.metrics().await,
+            "fapi_guard_state_backend_errors_total",
+            &[("operation", "replay"), ("error", "local_fallback")]
+        ) >= 22.0,
+        "each fallback is counted"
+    );
+    assert_every_forward_audited(&echo, &[&a, &b]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -471,6 +433,7 @@ async fn redis_down_deny_refuses_local_serves_and_both_recover_without_restart()
 )]
 async fn a_proof_recorded_by_one_replica_is_a_replay_at_another() {
     let url = shared_redis();
+    let skew = Duration::from_secs(10);
     let replica = || async {
         let cfg: StateConfig = serde_yaml::from_str(&format!(
             "backend: redis\nredis_url: {url}\nkey_prefix: {}\n",
@@ -480,9 +443,11 @@ async fn a_proof_recorded_by_one_replica_is_a_replay_at_another() {
         let settings = cfg.compile().expect("compile").redis.expect("redis");
         let metrics = Arc::new(fapi_guard::metrics::Metrics::new());
         let m = fapi_guard::revocation::RevocationMetrics::new(&metrics).expect("metrics");
-        let s = Arc::new(RedisState::new(settings, m).expect("state"));
+        let s = Arc::new(
+            RedisState::new(settings, m, fapi_guard::clock::Clock::system()).expect("state"),
+        );
         s.connect().await.expect("connect");
-        RedisReplay::new(s)
+        RedisReplay::new(s, skew)
     };
     let (a, b) = (replica().await, replica().await);
     let key: [u8; 32] = *uuid::Uuid::new_v4()
@@ -491,6 +456,13 @@ async fn a_proof_recorded_by_one_replica_is_a_replay_at_another() {
         .first_chunk()
         .expect("32");
     let n = now();
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
+    };
+    let t0 = now_ms();
     assert_eq!(
         a.check_and_insert(key, n + 60, n).await,
         Ok(true),
@@ -513,34 +485,61 @@ async fn a_proof_recorded_by_one_replica_is_a_replay_at_another() {
         Ok(true),
         "another proof"
     );
-    // The entry lives for the proof's window, no longer.
-    let mut c = redis::Client::open(url.as_str())
-        .and_then(|c| c.get_connection())
-        .expect("redis");
+    // The entry lives until the proof's window is over at every replica: the last second of
+    // the window (inclusive, so until `n + 61` s), plus the clock skew allowed between replicas,
+    // to the millisecond.
+    let mut c = sync_conn(&url);
     use base64::Engine as _;
     let k = format!(
         "fg-replay-test:dpop:{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key)
     );
     let pttl: i64 = redis::cmd("PTTL").arg(&k).query(&mut c).expect("pttl");
-    assert!((58_000..=60_000).contains(&pttl), "PTTL {pttl}");
+    let t1 = now_ms();
+    let ends = (n + 61) * 1000 + skew.as_millis() as i64;
+    assert!(
+        t0 + pttl <= ends + 5 && t1 + pttl >= ends - 5,
+        "PTTL {pttl} (set between {t0} and {t1}) does not end at {ends}"
+    );
+}
 
-    // A dead Redis: the check cannot be made, and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(fapi_guard_test_redis_server),
+    ignore = "starts its own redis-server: set FAPI_GUARD_TEST_REDIS_SERVER=1"
+)]
+async fn a_dead_redis_answers_unavailable_not_first_use() {
     let mut private = PrivateRedis::start();
     let cfg: StateConfig =
         serde_yaml::from_str(&format!("backend: redis\nredis_url: {}\n", private.url()))
             .expect("yaml");
     let metrics = Arc::new(fapi_guard::metrics::Metrics::new());
     let m = fapi_guard::revocation::RevocationMetrics::new(&metrics).expect("metrics");
-    let s =
-        Arc::new(RedisState::new(cfg.compile().expect("c").redis.expect("r"), m).expect("state"));
+    let s = Arc::new(
+        RedisState::new(
+            cfg.compile().expect("c").redis.expect("r"),
+            m,
+            fapi_guard::clock::Clock::system(),
+        )
+        .expect("state"),
+    );
     s.connect().await.expect("connect");
-    let r = RedisReplay::new(s);
-    assert_eq!(r.check_and_insert(key, n + 60, n).await, Ok(true));
+    let r = RedisReplay::new(s, Duration::from_secs(10));
+    let n = now();
+    assert_eq!(r.check_and_insert([9; 32], n + 60, n).await, Ok(true));
     private.kill();
     assert!(
-        r.check_and_insert(other, n + 60, n).await.is_err(),
+        r.check_and_insert([8; 32], n + 60, n).await.is_err(),
         "Redis down → Err"
+    );
+    let m = metrics.encode();
+    assert!(
+        metric_value(
+            &m,
+            "fapi_guard_state_backend_errors_total",
+            &[("operation", "replay")]
+        ) >= 1.0,
+        "counted: {m}"
     );
 }
 
@@ -570,31 +569,24 @@ async fn a_dpop_proof_used_at_a_is_refused_at_b() {
         &token,
         |_, _| {},
     );
-    let call = |port: u16, proof: String| {
-        let token = token.clone();
-        async move {
-            get(
-                &format!("http://127.0.0.1:{port}/accounts"),
-                &[
-                    ("authorization", &format!("DPoP {token}")),
-                    ("dpop", &proof),
-                ],
-            )
-            .await
-        }
-    };
     assert_eq!(
-        call(a.port, proof.clone()).await.status,
+        a.call_dpop(&token, &proof).await.status,
         200,
         "first use at A"
     );
-    let replayed = call(b.port, proof.clone()).await;
+    let replayed = b.call_dpop(&token, &proof).await;
     assert_eq!(
         (replayed.status, replayed.reason()),
         (401, Some("dpop_proof_replayed")),
         "the same proof at B"
     );
     assert_eq!(echo.count(), 1, "the replay never reached the API");
+    assert!(
+        b.metrics()
+            .await
+            .contains("fapi_guard_dpop_replays_total 1"),
+        "counted at B"
+    );
     // A fresh proof from the same key is accepted at B.
     let fresh = client_key.proof(
         "GET",
@@ -602,5 +594,10 @@ async fn a_dpop_proof_used_at_a_is_refused_at_b() {
         &token,
         |_, _| {},
     );
-    assert_eq!(call(b.port, fresh).await.status, 200, "a fresh proof at B");
+    assert_eq!(
+        b.call_dpop(&token, &fresh).await.status,
+        200,
+        "a fresh proof at B"
+    );
+    assert_every_forward_audited(&echo, &[&a, &b]);
 }

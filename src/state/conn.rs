@@ -75,10 +75,12 @@ pub(crate) async fn open(
         return Ok(Conn::Cluster(c));
     }
     let client = clients.first().ok_or(StateError::Config)?.clone();
+    // No retries inside the manager: a failed attempt surfaces with its own error (counted,
+    // logged) and our loop retries with backoff; a later command reconnects the manager.
     let cfg = ConnectionManagerConfig::new()
         .set_connection_timeout(timeout)
         .set_response_timeout(timeout)
-        .set_number_of_retries(1)
+        .set_number_of_retries(0)
         .set_max_delay(1000);
     let cm = tokio::time::timeout(timeout * 2, ConnectionManager::new_with_config(client, cfg))
         .await

@@ -504,6 +504,8 @@ impl RedisState {
             return;
         }
         if first {
+            // Starts the rate limit: the next failures are summarised, not repeated.
+            let _ = self.log_session.allow();
             let msg = format!(
                 "shared state backend unavailable at startup ({}: {}): {mode}",
                 f.op, f.err
@@ -525,9 +527,15 @@ impl RedisState {
         }
     }
 
-    /// Establishes the command connection (once; afterwards it reconnects by itself).
+    /// Establishes the command connection (once; afterwards it reconnects by itself) and checks
+    /// the eviction policy: after `Ok`, commands (replay checks, publishing) may be made. The
+    /// subscription loop ([`Self::spawn`]) does this on every (re)connection.
     pub async fn connect(&self) -> Result<(), StateError> {
-        self.connected().await.map(drop)
+        let mut c = self
+            .connected()
+            .await
+            .map_err(|e| self.count("connect", e))?;
+        self.check_policy(&mut c).await
     }
 
     async fn connected(&self) -> Result<Conn, StateError> {
