@@ -396,3 +396,76 @@ async fn a_withdrawn_consent_is_refused_on_the_next_request_despite_the_cached_r
     assert_eq!(echo.count(), before, "nothing reached the API");
     assert_eq!(read(other).await.status, 200, "other consents unaffected");
 }
+
+/// A revocation also evicts what the caches hold: the next request for a revoked token misses
+/// the verified-token cache (each kind, including the lazily applied `jti`/`subject`/`client`
+/// predicates), and a revoked consent is fetched again rather than served from the cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_evicts_the_cached_token_and_consent_record() {
+    use common::process::metric_value;
+    let key = TestKey::new("k1");
+    let echo = Echo::start().await;
+    let g = start(&echo, &key, true).await;
+    let token_cache = |m: &str, result: &str| {
+        metric_value(
+            m,
+            "fapi_guard_cache_requests_total",
+            &[("cache", "token"), ("result", result)],
+        )
+    };
+    let cases = [
+        ("jti", "u-jti", "tpp-1", None),
+        ("token_sha256", "u-sha", "tpp-1", None),
+        ("subject", "u-sub", "tpp-1", Some(json!({"kind": "subject", "value": "u-sub"}))),
+        ("client", "u-cli", "tpp-evicted", Some(json!({"kind": "client", "value": "tpp-evicted"}))),
+    ];
+    for (name, sub, client, body) in cases {
+        let t = key.token(|_, c| {
+            c["sub"] = json!(sub);
+            c["client_id"] = json!(client);
+        });
+        assert_eq!(g.call(&t).await.status, 200, "{name}: verified and cached");
+        assert_eq!(g.call(&t).await.status, 200, "{name}: from the cache");
+        let m = g.metrics().await;
+        let (hits, misses) = (token_cache(&m, "hit"), token_cache(&m, "miss"));
+        let body = body.unwrap_or_else(|| match name {
+            "jti" => json!({"kind": "jti", "value": common_jti(&t)}),
+            _ => json!({"kind": "token_sha256", "value": sha256_hex(&t)}),
+        });
+        let r = g.revoke(Some(&bearer()), body.to_string()).await;
+        assert_eq!(r.status, 202, "{name}: {:?}", r.body);
+        assert_eq!(g.call(&t).await.reason(), Some("token_revoked"), "{name}");
+        let m = g.metrics().await;
+        assert_eq!(
+            (token_cache(&m, "hit"), token_cache(&m, "miss")),
+            (hits, misses + 1.0),
+            "{name}: the cached verified token was evicted"
+        );
+    }
+
+    // The consent record: cached (one call), revoked, then looked up afresh.
+    let (consents, calls) = consent_service().await;
+    let extra = format!("consent:\n  url: http://{consents}/consents/{{id}}\n  cache_ttl: 5m\n");
+    let g = start_with(&echo, &key, true, &extra, CONSENT_POLICY).await;
+    let read = |t: String| {
+        let url = g.proxy.url("/accounts/acc-1");
+        async move { get(&url, &[("authorization", &format!("Bearer {t}"))]).await }
+    };
+    let t = key.token(|_, c| c["consent_id"] = json!("c-evicted"));
+    assert_eq!(read(t.clone()).await.status, 200);
+    assert_eq!(read(t.clone()).await.status, 200, "served from the cache");
+    let before = calls.load(std::sync::atomic::Ordering::SeqCst);
+    let r = g
+        .revoke(
+            Some(&bearer()),
+            json!({"kind": "consent", "value": "c-evicted"}).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    assert_eq!(read(t).await.reason(), Some("consent_revoked"));
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::SeqCst),
+        before + 1,
+        "the cached record was evicted: the consent service was asked again"
+    );
+}
