@@ -30,6 +30,10 @@ pub enum Command {
         /// Keep running after the script and print how to call it.
         #[arg(long)]
         serve: bool,
+        /// Also run two replicas sharing this Redis (e.g. redis://127.0.0.1:6379) and show a
+        /// DPoP proof replayed at the other replica refused.
+        #[arg(long, value_name = "URL")]
+        redis: Option<String>,
     },
     /// Policy tools for API owners.
     Policy {
@@ -213,8 +217,8 @@ pub fn run(cli: Cli) -> ExitCode {
                 }
             }
         }),
-        Command::Demo { serve } => block_on(async move {
-            match crate::demo::run(serve).await {
+        Command::Demo { serve, redis } => block_on(async move {
+            match crate::demo::run_with(serve, redis.as_deref()).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("fapi-guard demo: {e}");

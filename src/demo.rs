@@ -10,6 +10,7 @@
 mod consents;
 mod http;
 mod issuer;
+mod revocation;
 mod script;
 mod upstream;
 
@@ -32,8 +33,17 @@ const POLICIES: &[(&str, &str)] = &[
 ];
 
 pub async fn run(serve: bool) -> Result<(), String> {
+    run_with(serve, None).await
+}
+
+/// The tour; with `redis` (a Redis URL), also two replicas sharing that Redis.
+pub async fn run_with(serve: bool, redis: Option<&str>) -> Result<(), String> {
     let upstream = upstream::serve().await?;
     let as_key = SigningKey::generate("demo-as-1")?;
+    // The issuer side's Shared Signals transmitter key (its public half in `ssf-jwks.json`).
+    let transmitter = SigningKey::generate("demo-ssf-1")?;
+    // A fresh admin secret per run, kept in `admin.token` for the printed `curl` lines.
+    let admin_token = uuid::Uuid::new_v4().simple().to_string();
     let jwks = issuer::serve_jwks(vec![as_key.jwk.clone()]).await?;
     let consent_service = consents::serve().await?;
 
@@ -48,7 +58,8 @@ pub async fn run(serve: bool) -> Result<(), String> {
         jwks,
         consents: consent_service,
         audit_name: &audit_name,
-        admin: serve,
+        admin_token: &admin_token,
+        transmitter: &transmitter,
     };
     let config = write_files(&dir, &files).map_err(|e| format!("{}: {e}", dir.display()))?;
     let config = Config::load(&config).map_err(|e| e.to_string())?;
@@ -78,7 +89,32 @@ pub async fn run(serve: bool) -> Result<(), String> {
     );
     println!("  policies        {}", dir.join("policies").display());
     println!();
-    let outcome = script::run(running.addr, &as_key).await;
+    let mut outcome = script::run(running.addr, &as_key).await;
+    if let (Ok(table), Some(admin)) = (&mut outcome, running.admin_addr) {
+        let target = revocation::Target {
+            proxy: running.addr,
+            admin,
+            admin_token: &admin_token,
+        };
+        let next = next_row(table);
+        match revocation::run(&target, &as_key, &transmitter, next).await {
+            Ok(rows) => table.push_str(&rows),
+            Err(e) => outcome = Err(format!("{table}{e}")),
+        }
+    }
+    let mut trails = vec![dir.join(&audit_name)];
+    if let (Ok(table), Some(url)) = (&mut outcome, redis) {
+        let next = next_row(table);
+        let names = [
+            format!("audit-{stamp}-{}-replica-a.jsonl", std::process::id()),
+            format!("audit-{stamp}-{}-replica-b.jsonl", std::process::id()),
+        ];
+        match two_replicas(&dir, &files, url, &names, &as_key, &admin_token, next).await {
+            Ok(rows) => table.push_str(&rows),
+            Err(e) => outcome = Err(format!("{table}{e}")),
+        }
+        trails.extend(names.iter().map(|n| dir.join(n)));
+    }
     let result = match outcome {
         Ok(table) => {
             print!("{table}");
@@ -99,12 +135,88 @@ pub async fn run(serve: bool) -> Result<(), String> {
     guard.audit().clone().shutdown().await;
     // A broken chain is a failed demo (exit 1), never a line printed beside exit 0.
     let trail = dir.join(&audit_name);
-    let result = result.and_then(|()| verify_trail(&trail));
+    let result = result.and_then(|()| trails.iter().try_for_each(|t| verify_trail(t)));
     println!(
         "\nThe trail is kept; check it yourself with:\n  fapi-guard audit verify {}",
         trail.display()
     );
     result
+}
+
+/// Two more proxies (replicas A and B) sharing the Redis at `url`; their tour's rows.
+async fn two_replicas(
+    dir: &std::path::Path,
+    files: &DemoFiles<'_>,
+    url: &str,
+    audit_names: &[String; 2],
+    as_key: &SigningKey,
+    admin_token: &str,
+    first: usize,
+) -> Result<String, String> {
+    // A prefix of its own, so the demo never touches another fleet's keys on that Redis.
+    let prefix = format!("fapi-guard-demo-{}", uuid::Uuid::new_v4().simple());
+    let mut running = Vec::new();
+    for (name, audit) in ["a", "b"].iter().zip(audit_names) {
+        let path = dir.join(format!("replica-{name}.yaml"));
+        let config = revocation::replica_config(
+            name,
+            files.upstream,
+            files.jwks,
+            files.consents,
+            url,
+            &prefix,
+            audit,
+        );
+        std::fs::write(&path, config).map_err(|e| format!("{}: {e}", path.display()))?;
+        let config = Config::load(&path).map_err(|e| e.to_string())?;
+        let guard = app::build(config, Clock::system()).map_err(|e| e.to_string())?;
+        guard.spawn_refresh();
+        let t = std::time::Instant::now();
+        while !guard.is_ready() {
+            if t.elapsed() > Duration::from_secs(5) {
+                return Err(format!(
+                    "replica {name} is not ready: is Redis reachable at {}?",
+                    redacted(url)
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let r = server::start(guard.clone(), Duration::from_secs(2))
+            .await
+            .map_err(|e| e.to_string())?;
+        running.push((guard, r));
+    }
+    let target = |i: usize| -> Result<revocation::Target<'_>, String> {
+        let r = &running[i].1;
+        Ok(revocation::Target {
+            proxy: r.addr,
+            admin: r.admin_addr.ok_or("replica without admin listener")?,
+            admin_token,
+        })
+    };
+    let rows = revocation::replicas(&target(0)?, &target(1)?, as_key, first, &redacted(url)).await;
+    for (guard, r) in running {
+        r.shutdown(Duration::from_secs(1)).await;
+        guard.audit().clone().shutdown().await;
+    }
+    rows
+}
+
+/// The number of the next row: the tour's sections continue the table's numbering.
+fn next_row(table: &str) -> usize {
+    table
+        .lines()
+        .filter(|l| l.starts_with(|c: char| c.is_ascii_digit()))
+        .count()
+        + 1
+}
+
+/// A Redis URL without its password, for printing.
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
+        _ => url.to_owned(),
+    }
 }
 
 /// What `write_files` needs to know about this run.
@@ -113,8 +225,10 @@ struct DemoFiles<'a> {
     jwks: std::net::SocketAddr,
     consents: std::net::SocketAddr,
     audit_name: &'a str,
-    /// Start the admin listener (loopback, ephemeral port) for `--serve`.
-    admin: bool,
+    /// The admin listener's bearer secret (written to `admin.token`).
+    admin_token: &'a str,
+    /// The Shared Signals transmitter's key (public half written to `ssf-jwks.json`).
+    transmitter: &'a SigningKey,
 }
 
 /// Verifies the demo's audit trail and prints its summary; a trail that does not verify is an
@@ -135,11 +249,10 @@ fn write_files(dir: &std::path::Path, f: &DemoFiles<'_>) -> std::io::Result<Path
     for (name, src) in POLICIES {
         std::fs::write(policies.join(name), src)?;
     }
-    let admin = if f.admin {
-        "admin:\n  address: 127.0.0.1:0\n"
-    } else {
-        ""
-    };
+    std::fs::write(dir.join("admin.token"), f.admin_token)?;
+    revocation::write_jwks(&dir.join("ssf-jwks.json"), f.transmitter)?;
+    let admin = "admin:\n  address: 127.0.0.1:0\n  token_file: admin.token\n";
+    let revocation = revocation::config_section("ssf-jwks.json");
     let config = format!(
         "\
 listen:
@@ -158,7 +271,7 @@ upstream:
     max_token_lifetime: 10m
 consent:
   url: http://{consents}/consents/{{id}}
-audit:
+{revocation}audit:
   sink: file
   path: {audit}
 policies: [policies/]

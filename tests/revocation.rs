@@ -416,8 +416,18 @@ async fn a_revocation_evicts_the_cached_token_and_consent_record() {
     let cases = [
         ("jti", "u-jti", "tpp-1", None),
         ("token_sha256", "u-sha", "tpp-1", None),
-        ("subject", "u-sub", "tpp-1", Some(json!({"kind": "subject", "value": "u-sub"}))),
-        ("client", "u-cli", "tpp-evicted", Some(json!({"kind": "client", "value": "tpp-evicted"}))),
+        (
+            "subject",
+            "u-sub",
+            "tpp-1",
+            Some(json!({"kind": "subject", "value": "u-sub"})),
+        ),
+        (
+            "client",
+            "u-cli",
+            "tpp-evicted",
+            Some(json!({"kind": "client", "value": "tpp-evicted"})),
+        ),
     ];
     for (name, sub, client, body) in cases {
         let t = key.token(|_, c| {

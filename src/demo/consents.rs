@@ -11,6 +11,8 @@ use super::http::json_response;
 pub const AUTHORISED: &str = "aisp-c-1";
 pub const REVOKED: &str = "aisp-c-revoked";
 pub const EXPIRED: &str = "aisp-c-expired";
+/// Authorised until the demo withdraws it through the admin API.
+pub const WITHDRAWN: &str = "aisp-c-withdrawn";
 
 fn record(id: &str) -> Option<Value> {
     let base = |status: &str, expires: &str| {
@@ -22,7 +24,7 @@ fn record(id: &str) -> Option<Value> {
         })
     };
     match id {
-        AUTHORISED => Some(base("Authorised", "2099-12-31T00:00:00Z")),
+        AUTHORISED | WITHDRAWN => Some(base("Authorised", "2099-12-31T00:00:00Z")),
         REVOKED => Some(base("Revoked", "2099-12-31T00:00:00Z")),
         EXPIRED => Some(base("Authorised", "2020-01-01T00:00:00Z")),
         _ => None,
