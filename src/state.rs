@@ -6,6 +6,7 @@ mod config;
 mod conn;
 mod redis;
 mod replay;
+mod session;
 mod throttle;
 
 pub use config::{Backend, OnUnavailable, RedisSettings, RedisUrls, StateConfig, StateSettings};

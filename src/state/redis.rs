@@ -28,26 +28,18 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::config::{OnUnavailable, RedisSettings};
 use super::conn::{self, Conn, Policy};
 use super::throttle::Throttle;
 use crate::clock::Clock;
-use crate::revocation::{Revocation, Revocations, Source, metrics as rmetrics};
+use crate::revocation::{Revocation, Source, metrics as rmetrics};
 
 /// How long one Redis command or connection attempt may take before it counts as a failure.
-const COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
-/// Liveness probe on the subscription connection (a silent network partition gives no FIN).
-const PING_EVERY: Duration = Duration::from_secs(2);
-/// The eviction policy is read again every this many pings (30 s), so a `CONFIG SET` made
-/// while connected is noticed.
-const POLICY_EVERY_PINGS: u32 = 15;
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+pub(super) const COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
 /// Revocations accepted from the store or the channel at most per message (bounded parsing).
-const MAX_MESSAGE_BYTES: usize = 8 * 1024;
+pub(super) const MAX_MESSAGE_BYTES: usize = 8 * 1024;
 /// Revocations applied here but not yet published (Redis unavailable). Beyond this a new one
 /// is refused (the caller retries) rather than an old one forgotten.
 pub const MAX_PENDING: usize = 10_000;
@@ -111,48 +103,41 @@ impl StateError {
     }
 }
 
-/// A session that ended: the operation that failed, and why.
-#[derive(Debug, Clone, Copy)]
-struct Failure {
-    op: &'static str,
-    err: StateError,
-}
-
 /// A revocation on the channel, with the replica that sent it (which skips its own).
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Message {
-    origin: String,
-    rev: Revocation,
+pub(super) struct Message {
+    pub(super) origin: String,
+    pub(super) rev: Revocation,
 }
 
 pub struct RedisState {
-    settings: RedisSettings,
+    pub(super) settings: RedisSettings,
     /// One per configured URL (the seeds, in a cluster).
-    clients: Vec<redis::Client>,
+    pub(super) clients: Vec<redis::Client>,
     /// Commands (writes, loads, replay checks). `None` until the first connection succeeds;
     /// afterwards the connection reconnects by itself.
-    conn: ArcSwapOption<Conn>,
+    pub(super) conn: ArcSwapOption<Conn>,
     /// The eviction policy was found acceptable on this connection: commands may be trusted.
-    policy_ok: AtomicBool,
+    pub(super) policy_ok: AtomicBool,
     /// Subscribed and loaded: the in-memory set is complete.
-    up: AtomicBool,
+    pub(super) up: AtomicBool,
     /// The first connection attempt has finished (successfully or not).
-    tried: AtomicBool,
+    pub(super) tried: AtomicBool,
     /// The store was loaded once: entries new in a later load were missed while disconnected,
     /// and their lag is observed.
-    loaded_once: AtomicBool,
+    pub(super) loaded_once: AtomicBool,
     /// Applied here, not yet published (see [`MAX_PENDING`]).
-    pending: Mutex<VecDeque<Revocation>>,
+    pub(super) pending: Mutex<VecDeque<Revocation>>,
     /// `CONFIG` could not be read: said once.
-    policy_unknown_said: AtomicBool,
+    pub(super) policy_unknown_said: AtomicBool,
     /// This process, so it can ignore its own messages.
-    origin: String,
-    metrics: rmetrics::RevocationMetrics,
-    clock: Clock,
-    log_session: Throttle,
-    log_replay: Throttle,
-    log_fallback: Throttle,
+    pub(super) origin: String,
+    pub(super) metrics: rmetrics::RevocationMetrics,
+    pub(super) clock: Clock,
+    pub(super) log_session: Throttle,
+    pub(super) log_replay: Throttle,
+    pub(super) log_fallback: Throttle,
 }
 
 impl RedisState {
@@ -236,7 +221,7 @@ impl RedisState {
             .ok_or(StateError::NotConnected)
     }
 
-    fn count(&self, op: &'static str, e: StateError) -> StateError {
+    pub(super) fn count(&self, op: &'static str, e: StateError) -> StateError {
         self.metrics.backend_error(op, e.label());
         e
     }
@@ -302,7 +287,7 @@ impl RedisState {
     }
 
     /// Publishes what was queued while the backend was unavailable, oldest first.
-    async fn flush_pending(&self, now: i64) -> Result<usize, StateError> {
+    pub(super) async fn flush_pending(&self, now: i64) -> Result<usize, StateError> {
         let mut sent = 0;
         loop {
             let Some(r) = lock(&self.pending).pop_front() else {
@@ -329,7 +314,7 @@ impl RedisState {
 
     /// Every live revocation in the store. Entries that do not parse are counted and skipped:
     /// a store holding garbage changes nothing here.
-    async fn load(&self, now: i64) -> Result<Vec<Revocation>, StateError> {
+    pub(super) async fn load(&self, now: i64) -> Result<Vec<Revocation>, StateError> {
         let mut c = self.connection()?;
         let raw: redis::Value = tokio::time::timeout(
             COMMAND_TIMEOUT * 4,
@@ -359,7 +344,7 @@ impl RedisState {
         Ok(out)
     }
 
-    fn garbage(&self) {
+    pub(super) fn garbage(&self) {
         tracing::warn!("shared state holds an entry that is not a valid revocation; ignored");
         self.metrics.count(Source::Redis, rmetrics::GARBAGE);
     }
@@ -443,90 +428,6 @@ impl RedisState {
         }
     }
 
-    fn set_up(&self, up: bool) {
-        let was = self.up.swap(up, Ordering::AcqRel);
-        self.metrics.backend_up.set(i64::from(up));
-        match (was, up, self.settings.on_unavailable) {
-            (false, true, _) => {
-                tracing::info!("shared state backend connected; revocations loaded")
-            }
-            (true, false, OnUnavailable::Deny) => tracing::error!(
-                "shared state backend unreachable: refusing requests until it is back (on_unavailable: deny)"
-            ),
-            (true, false, OnUnavailable::Local) => tracing::warn!(
-                "shared state backend unreachable: serving with this replica's state only (on_unavailable: local)"
-            ),
-            _ => {}
-        }
-    }
-
-    /// Starts the subscription loop; it applies every revocation from other replicas to `revs`
-    /// and runs for the life of the process.
-    pub fn spawn(self: &Arc<Self>, revs: Arc<Revocations>) {
-        let me = self.clone();
-        tokio::spawn(async move { me.run(revs).await });
-    }
-
-    async fn run(self: Arc<Self>, revs: Arc<Revocations>) {
-        let mut backoff = BACKOFF_MIN;
-        loop {
-            let result = self.session(&revs).await;
-            let had_session = self.is_up();
-            self.set_up(false);
-            let first = !self.tried.swap(true, Ordering::AcqRel);
-            if let Err(f) = result {
-                self.log_failure(f, first, had_session);
-            }
-            if had_session {
-                backoff = BACKOFF_MIN;
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(BACKOFF_MAX);
-        }
-    }
-
-    fn log_failure(&self, f: Failure, first: bool, had_session: bool) {
-        let mode = match self.settings.on_unavailable {
-            OnUnavailable::Deny => "refusing requests until it is usable (on_unavailable: deny)",
-            OnUnavailable::Local => {
-                "serving with this replica's state only (on_unavailable: local)"
-            }
-        };
-        if let StateError::EvictionPolicy(p) = f.err {
-            if first || self.log_session.allow().is_some() {
-                tracing::error!(
-                    policy = p,
-                    "Redis maxmemory-policy is {p}: keys with an expiry may be evicted before they \
-                     expire (a DPoP proof could be replayed, a revocation lost); set \
-                     maxmemory-policy noeviction. Shared state not used: {mode}"
-                );
-            }
-            return;
-        }
-        if first {
-            // Starts the rate limit: the next failures are summarised, not repeated.
-            let _ = self.log_session.allow();
-            let msg = format!(
-                "shared state backend unavailable at startup ({}: {}): {mode}",
-                f.op, f.err
-            );
-            match self.settings.on_unavailable {
-                OnUnavailable::Deny => tracing::error!("{msg}"),
-                OnUnavailable::Local => tracing::warn!("{msg}"),
-            }
-        } else if had_session {
-            // The transition itself was logged by `set_up`; say why.
-            tracing::warn!(operation = f.op, error = %f.err, "shared state session ended");
-        } else if let Some(held) = self.log_session.allow() {
-            tracing::warn!(
-                operation = f.op,
-                error = %f.err,
-                held_back = held,
-                "shared state backend still unavailable: {mode}"
-            );
-        }
-    }
-
     /// Establishes the command connection (once; afterwards it reconnects by itself) and checks
     /// the eviction policy: after `Ok`, commands (replay checks, publishing) may be made. The
     /// subscription loop ([`Self::spawn`]) does this on every (re)connection.
@@ -538,7 +439,7 @@ impl RedisState {
         self.check_policy(&mut c).await
     }
 
-    async fn connected(&self) -> Result<Conn, StateError> {
+    pub(super) async fn connected(&self) -> Result<Conn, StateError> {
         if let Some(c) = self.conn.load_full() {
             return Ok((*c).clone());
         }
@@ -549,7 +450,7 @@ impl RedisState {
 
     /// Reads the eviction policy; only `noeviction` (or a policy that cannot be read, said
     /// once) lets commands through.
-    async fn check_policy(&self, c: &mut Conn) -> Result<(), StateError> {
+    pub(super) async fn check_policy(&self, c: &mut Conn) -> Result<(), StateError> {
         let policy = conn::eviction_policy(c, COMMAND_TIMEOUT).await;
         let ok = match policy {
             Ok(Policy::NoEviction) => Ok(()),
@@ -568,124 +469,6 @@ impl RedisState {
         };
         self.policy_ok.store(ok.is_ok(), Ordering::Release);
         ok.map_err(|e| self.count("config_check", e))
-    }
-
-    /// Opens the pub/sub connection and subscribes, trying each endpoint in turn.
-    async fn subscribe(
-        &self,
-        c: &mut Conn,
-        channel: &str,
-    ) -> Result<(redis::aio::PubSubSink, redis::aio::PubSubStream), StateError> {
-        let endpoints = conn::pubsub_endpoints(
-            &self.clients,
-            self.settings.cluster,
-            c,
-            channel,
-            COMMAND_TIMEOUT,
-        )
-        .await;
-        let mut last = StateError::NotConnected;
-        for client in endpoints {
-            let attempt = async {
-                let pubsub = tokio::time::timeout(COMMAND_TIMEOUT, client.get_async_pubsub())
-                    .await
-                    .map_err(|_| StateError::Timeout)?
-                    .map_err(StateError::from_redis)?;
-                let (mut sink, stream) = pubsub.split();
-                tokio::time::timeout(COMMAND_TIMEOUT, sink.subscribe(channel))
-                    .await
-                    .map_err(|_| StateError::Timeout)?
-                    .map_err(StateError::from_redis)?;
-                Ok::<_, StateError>((sink, stream))
-            };
-            match attempt.await {
-                Ok(s) => return Ok(s),
-                Err(e) => last = e,
-            }
-        }
-        Err(last)
-    }
-
-    /// One connected period: subscribe, load, publish what was queued, then apply messages
-    /// until the connection fails.
-    async fn session(&self, revs: &Revocations) -> Result<(), Failure> {
-        let fail = |op: &'static str| move |err: StateError| Failure { op, err };
-        let count = |op: &'static str| {
-            move |err: StateError| Failure {
-                op,
-                err: self.count(op, err),
-            }
-        };
-        let mut c = self.connected().await.map_err(count("connect"))?;
-        self.check_policy(&mut c)
-            .await
-            .map_err(fail("config_check"))?;
-        let channel = self.key("revocations");
-        // Subscribe first (Redis confirms), then load: anything published after the load's
-        // snapshot is already queued on this connection.
-        let (mut sink, mut stream) = self
-            .subscribe(&mut c, &channel)
-            .await
-            .map_err(count("subscribe"))?;
-        let now = self.clock.now_unix();
-        let entries = self.load(now).await.map_err(count("load"))?;
-        // After a reconnect, entries new to this replica are revocations it missed: their lag
-        // (from the event time) is observed. The first load at start is not an event.
-        let caught_up = self.loaded_once.swap(true, Ordering::AcqRel);
-        for r in entries {
-            let _ = revs.apply(&r, Source::Redis, caught_up);
-        }
-        self.flush_pending(now).await.map_err(fail("publish"))?;
-        self.set_up(true);
-        let mut ping = tokio::time::interval(PING_EVERY);
-        ping.tick().await;
-        let mut pings = 0u32;
-        loop {
-            tokio::select! {
-                msg = stream.next() => {
-                    let Some(msg) = msg else {
-                        return Err(count("subscribe")(StateError::Unreachable("connection lost")));
-                    };
-                    self.on_message(revs, msg.get_payload_bytes());
-                }
-                _ = ping.tick() => {
-                    // In subscribed mode (RESP2) PING answers an array, not PONG: any reply will do.
-                    tokio::time::timeout(COMMAND_TIMEOUT, sink.ping::<redis::Value>())
-                        .await
-                        .map_err(|_| StateError::Timeout)
-                        .and_then(|r| r.map_err(StateError::from_redis))
-                        .map_err(count("subscribe"))?;
-                    revs.prune();
-                    pings = pings.wrapping_add(1);
-                    if pings.is_multiple_of(POLICY_EVERY_PINGS) {
-                        self.check_policy(&mut c).await.map_err(fail("config_check"))?;
-                    }
-                    if self.pending() > 0 {
-                        let now = self.clock.now_unix();
-                        self.flush_pending(now).await.map_err(fail("publish"))?;
-                    }
-                }
-            }
-        }
-    }
-
-    fn on_message(&self, revs: &Revocations, payload: &[u8]) {
-        let now = revs.clock().now_unix();
-        let msg = (payload.len() <= MAX_MESSAGE_BYTES)
-            .then(|| serde_json::from_slice::<Message>(payload).ok())
-            .flatten();
-        let Some(msg) = msg else {
-            return self.garbage();
-        };
-        if msg.origin == self.origin {
-            return;
-        }
-        match msg.rev.validated(now) {
-            Ok(r) => {
-                let _ = revs.apply(&r, Source::Redis, true);
-            }
-            Err(_) => self.garbage(),
-        }
     }
 }
 
