@@ -191,12 +191,23 @@ async fn local_mode_does_not_serve_before_its_first_load() {
     }
     let r = get(&url, &[("authorization", &format!("Bearer {token}"))]).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
+    let m = guard.metrics().encode();
+    assert!(m.contains("fapi_guard_state_backend_up 0"), "{m}");
     assert!(
-        guard
-            .metrics()
-            .encode()
-            .contains("fapi_guard_state_backend_up 0")
+        errors(&m, &[("operation", "connect"), ("error", "timeout")]) >= 1.0,
+        "the silent server is counted: {m}"
     );
+    running.shutdown(Duration::from_secs(1)).await;
+    guard.audit().clone().shutdown().await;
+    let audit = dir.path().join("audit.jsonl");
+    let records = common::process::audit_records(&audit);
+    assert_eq!(
+        common::process::allowed_ids(&records).len(),
+        echo.count(),
+        "the one forwarded request has its record"
+    );
+    let (code, out) = common::process::audit_verify(&[&audit]);
+    assert_eq!(code, 0, "{out}");
 }
 
 /// The revocation set's key holding another type (`WRONGTYPE` on load): counted, logged, the
@@ -249,6 +260,7 @@ async fn a_wrong_type_revocation_key_is_counted_and_recovered_from() {
         200,
         "recovered without a restart"
     );
+    assert_every_forward_audited(&echo, &[&a]);
 }
 
 /// `maxmemory-policy allkeys-lru` could evict a replay key (a proof replayable at another

@@ -299,6 +299,11 @@ async fn each_kind_is_enforced_on_the_next_request_and_nothing_reaches_the_api()
         let line = format!(r#"fapi_guard_revocations_total{{kind="{kind}",source="admin"}} 1"#);
         assert!(m.contains(&line), "{line}\n{m}");
     }
+    // In-process state is always available: the gauge an alert watches is not a false 0.
+    assert!(
+        m.lines().any(|l| l == "fapi_guard_state_backend_up 1"),
+        "backend: memory reads 1\n{m}"
+    );
 }
 
 const CONSENT_POLICY: &str = "\
