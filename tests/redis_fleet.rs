@@ -411,6 +411,12 @@ async fn redis_down_deny_refuses_local_serves_and_both_recover_without_restart()
         log_b.contains("on_unavailable: local"),
         "local mode says so in a log line:\n{log_b}"
     );
+    for log in [&log_a, &log_b] {
+        assert!(
+            !log.contains("unavailable at startup"),
+            "both were connected at start; a later outage is not a startup failure:\n{log}"
+        );
+    }
     assert!(
         lines_with(&log_b, "shared replay store unavailable") <= 1,
         "the per-request fallback warning is rate-limited:\n{log_b}"

@@ -59,6 +59,7 @@ impl RedisState {
             let result = self.session(&revs).await;
             let had_session = self.is_up();
             self.set_up(false);
+            // Only an attempt that never came up counts as the startup failure.
             let first = !self.tried.swap(true, Ordering::AcqRel);
             if let Err(f) = result {
                 self.log_failure(f, first, had_session);
@@ -179,6 +180,7 @@ impl RedisState {
             let _ = revs.apply(&r, Source::Redis, caught_up);
         }
         self.flush_pending(now).await.map_err(fail("publish"))?;
+        self.tried.store(true, Ordering::Release);
         self.set_up(true);
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.tick().await;
