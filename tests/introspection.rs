@@ -492,6 +492,10 @@ async fn an_opaque_token_is_introspected_once_then_served_from_the_cache() {
         (&json!("psu-9"), &json!("tpp-1"), &json!(ISSUER))
     );
     assert_eq!(first["token"]["sha256"], json!(&sha256_b64(&token)[..22]));
+    assert!(
+        first["token"].get("jti").is_none(),
+        "no jti in the answer, none in the record: {first}"
+    );
 
     let m = w.metrics().await;
     assert!(
