@@ -136,11 +136,6 @@ impl Introspector {
         }
     }
 
-    /// The issuer whose tokens this introspects.
-    pub fn issuer(&self) -> &Arc<IssuerSettings> {
-        &self.issuer
-    }
-
     /// The verified claims of an opaque token: from the cache (no I/O), else from one
     /// coalesced call. `KeysUnavailable` when the endpoint cannot give a usable answer.
     pub async fn introspect(
