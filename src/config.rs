@@ -27,7 +27,7 @@ use crate::txn_token::TxnTokenSettings;
 pub use cidr::Cidr;
 pub use marks::{Marks, plain_path};
 pub use raw::RawConfig;
-pub(crate) use raw::remote_key_uri;
+pub(crate) use raw::{is_loopback_host, remote_key_uri};
 
 /// An asymmetric JWS algorithm we accept, by name; `none` and HS* are never accepted.
 pub(crate) fn raw_alg(s: &str) -> Option<Algorithm> {
@@ -420,6 +420,9 @@ pub struct IssuerSettings {
     /// The claim holding the token's purpose (spec §1.5), `purpose` unless the issuer uses
     /// another name.
     pub purpose_claim: String,
+    /// RFC 7662 introspection of this issuer's opaque (non-JWT) access tokens; at most one
+    /// issuer has it.
+    pub introspection: Option<crate::token::IntrospectionSettings>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

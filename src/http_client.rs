@@ -1,4 +1,4 @@
-//! Outbound HTTP(S) for the proxy's own dependencies (issuer JWKS, later consent and
+//! Outbound HTTP(S) for the proxy's own dependencies (issuer JWKS, consent service, token
 //! introspection): pooled, rustls with the aws-lc-rs provider and the webpki roots, bounded in
 //! time and size.
 
@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Uri};
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Empty, Full, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -34,6 +34,8 @@ pub enum FetchError {
 #[derive(Clone)]
 pub struct HttpsClient {
     inner: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    /// Requests with a body (introspection `POST`s).
+    with_body: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl HttpsClient {
@@ -47,8 +49,57 @@ impl HttpsClient {
             .build();
         let inner = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector.clone());
+        let with_body = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
             .build(connector);
-        Ok(Self { inner })
+        Ok(Self { inner, with_body })
+    }
+
+    /// POST an `application/x-www-form-urlencoded` `form` with the given `Authorization`
+    /// (client authentication), expecting 200 and at most `max_bytes` of body, within
+    /// `timeout` (RFC 7662 §2.1).
+    pub async fn post_form(
+        &self,
+        uri: &Uri,
+        form: Bytes,
+        authorization: &http::HeaderValue,
+        timeout: Duration,
+        max_bytes: usize,
+    ) -> Result<Vec<u8>, FetchError> {
+        let req = Request::post(uri.clone())
+            .header(http::header::ACCEPT, "application/json")
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .header(http::header::AUTHORIZATION, authorization.clone())
+            .body(Full::new(form))
+            .map_err(|e| FetchError::Transport(e.to_string()))?;
+        let work = async {
+            let resp = self
+                .with_body
+                .request(req)
+                .await
+                .map_err(|e| FetchError::Transport(e.to_string()))?;
+            if resp.status() != http::StatusCode::OK {
+                return Err(FetchError::Status(resp.status().as_u16()));
+            }
+            let body = Limited::new(resp.into_body(), max_bytes)
+                .collect()
+                .await
+                .map_err(|e| {
+                    if e.is::<http_body_util::LengthLimitError>() {
+                        FetchError::TooLarge(max_bytes)
+                    } else {
+                        FetchError::Transport(e.to_string())
+                    }
+                })?;
+            Ok(body.to_bytes().to_vec())
+        };
+        tokio::time::timeout(timeout, work)
+            .await
+            .map_err(|_| FetchError::Timeout)?
     }
 
     /// GET `uri`, expecting 200 and at most `max_bytes` of body, within `timeout`.

@@ -57,6 +57,8 @@ pub struct Metrics {
     pub replay_cache_full: IntCounter,
     pub body_buffer_exhausted: IntCounter,
     pub body_limit_exceeded: IntCounter,
+    /// RFC 7662 introspection calls by result (`introspection_call`).
+    pub introspection_calls: IntCounterVec,
     /// The revision currently exported by `fapi_guard_policy_info`, so a new one replaces it.
     current_revision: Mutex<Option<String>>,
     /// Name and help of every registered family, observed or not (a vector without series is
@@ -147,6 +149,11 @@ impl Metrics {
             body_limit_exceeded: counter(
                 "fapi_guard_body_limit_exceeded_total",
                 "Request bodies cut off at limits.max_body_bytes, buffered or streamed.",
+            ),
+            introspection_calls: counter_vec(
+                "fapi_guard_introspection_calls_total",
+                "Token introspection calls by result (active, inactive, unusable, transport, timeout, status, too_large, invalid).",
+                &["result"],
             ),
             current_revision: Mutex::new(None),
             families: Mutex::new(Vec::new()),
@@ -274,12 +281,20 @@ impl Metrics {
         self.body_limit_exceeded.inc();
     }
 
+    /// One call to an introspection endpoint. `result` is `active`, `inactive`, `unusable`
+    /// (active, but a claim the checks need is missing) or the failure (`transport`, `timeout`,
+    /// `status`, `too_large`, `invalid`), which refused the request with 503.
+    pub fn introspection_call(&self, result: &'static str) {
+        self.introspection_calls.with_label_values(&[result]).inc();
+    }
+
     fn register_hardening(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 4] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 5] = [
             Box::new(self.replay_cache_entries.clone()),
             Box::new(self.replay_cache_full.clone()),
             Box::new(self.body_buffer_exhausted.clone()),
             Box::new(self.body_limit_exceeded.clone()),
+            Box::new(self.introspection_calls.clone()),
         ];
         for c in collectors {
             // Invariant: distinct, valid names, none shared with `register_all`.

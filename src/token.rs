@@ -1,9 +1,10 @@
 //! Access-token validation (RFC 9068 JWT profile): signature against the issuer's JWKS, the
-//! algorithm allow-list, `typ`, required claims. Time and audience checks are route-dependent
-//! and clock-dependent, so they live in the pure `decide` step and run on every request, cached
-//! or not.
+//! algorithm allow-list, `typ`, required claims; opaque tokens through RFC 7662 introspection
+//! (`introspection`). Time and audience checks are route-dependent and clock-dependent, so they
+//! live in the pure `decide` step and run on every request, cached or not.
 
 mod claims;
+pub mod introspection;
 pub mod jwks;
 pub mod jws;
 mod verify;
@@ -22,6 +23,7 @@ use crate::metrics::Metrics;
 use crate::reason::DenyReason;
 
 pub use claims::{Cnf, VerifiedToken};
+pub use introspection::{IntrospectionConfig, IntrospectionSettings, Introspector};
 pub use jwks::JwksStore;
 
 /// SHA-256 of the raw token: the cache key and the audit digest source. The token itself is
@@ -39,7 +41,8 @@ pub fn digest(token: &str) -> TokenDigest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenFailure {
     Deny(DenyReason),
-    /// No key could be obtained for the issuer (JWKS never loaded / unreachable): fail closed.
+    /// What verification needs cannot be obtained: no key for the issuer (JWKS never loaded /
+    /// unreachable), or no usable answer from the introspection endpoint. Fail closed (503).
     KeysUnavailable,
 }
 
@@ -54,6 +57,8 @@ pub struct TokenVerifier {
     issuers: Vec<Issuer>,
     by_name: HashMap<String, usize>,
     cache: Cache<TokenDigest, Arc<VerifiedToken>>,
+    /// RFC 7662 for opaque tokens, when an issuer has `introspection:` (at most one does).
+    introspection: Option<Arc<Introspector>>,
     clock: Clock,
 }
 
@@ -84,6 +89,17 @@ impl TokenVerifier {
             .enumerate()
             .map(|(i, x)| (x.settings.issuer.clone(), i))
             .collect();
+        let introspection = issuers.iter().find_map(|i| {
+            i.settings.introspection.as_ref().map(|s| {
+                Arc::new(Introspector::new(
+                    i.settings.clone(),
+                    s.clone(),
+                    http.clone(),
+                    clock.clone(),
+                    metrics.clone(),
+                ))
+            })
+        });
         let cache = Cache::builder()
             .max_capacity(cache_capacity)
             .expire_after(UntilExp {
@@ -95,8 +111,15 @@ impl TokenVerifier {
             issuers,
             by_name,
             cache,
+            introspection,
             clock,
         }
+    }
+
+    /// The introspection client, when an issuer has `introspection:` (revocations evict from
+    /// its cache too).
+    pub fn introspection(&self) -> Option<&Arc<Introspector>> {
+        self.introspection.as_ref()
     }
 
     /// A handle on the verified-token cache (revocations evict from it).

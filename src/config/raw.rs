@@ -142,7 +142,8 @@ pub struct RawIssuer {
     pub jwks_uri: Option<String>,
     #[serde(default)]
     pub jwks_file: Option<PathBuf>,
-    /// Allow `jwks_uri` over plain `http` to a non-loopback host (tests, labs): off by default.
+    /// Allow `jwks_uri` and `introspection.url` over plain `http` to a non-loopback host (tests,
+    /// labs): off by default.
     #[serde(default)]
     pub allow_insecure_http: bool,
     #[serde(default = "default_algorithms")]
@@ -158,6 +159,9 @@ pub struct RawIssuer {
     pub jwks_min_refetch: HumanDuration,
     #[serde(default = "default_purpose_claim")]
     pub purpose_claim: String,
+    /// RFC 7662 introspection for this issuer's opaque access tokens.
+    #[serde(default)]
+    pub introspection: Option<crate::token::IntrospectionConfig>,
 }
 
 fn default_purpose_claim() -> String {
@@ -227,6 +231,20 @@ impl RawConfig {
                 return Err(err(&field, format!("duplicate issuer {:?}", raw.issuer)));
             }
             issuers.push(compile_issuer(file, &field, raw)?);
+        }
+        // An opaque token names no issuer: with two introspection endpoints, one issuer's
+        // tokens would be disclosed to the other.
+        let mut introspecting = issuers
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| i.introspection.is_some());
+        if let (Some(_), Some((i, _))) = (introspecting.next(), introspecting.next()) {
+            return Err(err(
+                &format!("issuers[{i}].introspection"),
+                "only one issuer may have introspection (an opaque token does not say which \
+                 issuer it comes from)"
+                    .into(),
+            ));
         }
         if self.policies.is_empty() {
             return Err(err(
@@ -459,7 +477,15 @@ fn compile_issuer(
     if raw.audiences.is_empty() {
         return Err(err("audiences", "must list at least one audience".into()));
     }
+    let introspection = match raw.introspection {
+        None => None,
+        Some(i) => Some(
+            i.compile(file, field, raw.allow_insecure_http)
+                .map_err(|m| config_error(file, field, m))?,
+        ),
+    };
     Ok(IssuerSettings {
+        introspection,
         issuer: raw.issuer,
         keys,
         algorithms,
@@ -553,7 +579,7 @@ pub(crate) fn remote_key_uri(
     }
 }
 
-fn is_loopback_host(host: &str) -> bool {
+pub(crate) fn is_loopback_host(host: &str) -> bool {
     let h = host.trim_start_matches('[').trim_end_matches(']');
     h.eq_ignore_ascii_case("localhost")
         || h.parse::<std::net::IpAddr>()

@@ -321,3 +321,71 @@ fn remote_key_sources_need_https_off_loopback() {
         }
     }
 }
+
+#[test]
+fn introspection_is_per_issuer_and_at_most_one_issuer_has_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(
+        dir.path().join("introspection.secret"),
+        "introspection-secret\n",
+    )
+    .expect("secret");
+    let file = dir.path().join("config.yaml");
+    let block = |url: &str, insecure: &str| {
+        format!(
+            "{insecure}    introspection:\n      url: {url}\n      client_id: fapi-guard\n      \
+             client_secret_file: introspection.secret\n      cache_ttl: 10s\n"
+        )
+    };
+    let with = |first: &str, second: Option<&str>| {
+        let mut src = MINIMAL.replace(
+            "    audiences: [https://api.bank.example]\n",
+            &format!("    audiences: [https://api.bank.example]\n{first}"),
+        );
+        if let Some(second) = second {
+            src = src.replace(
+                "policies:",
+                &format!(
+                    "  - issuer: https://as2.bank.example\n    jwks_file: k.json\n    \
+                     audiences: [a]\n{second}policies:"
+                ),
+            );
+        }
+        Config::from_yaml(&file, &src)
+    };
+    let c = with(&block("https://as.bank.example/introspect", ""), None).expect("valid");
+    let i = c.issuers[0].introspection.as_ref().expect("introspection");
+    assert_eq!(
+        (i.url.to_string().as_str(), i.cache_ttl, i.timeout),
+        (
+            "https://as.bank.example/introspect",
+            Duration::from_secs(10),
+            Duration::from_secs(1)
+        )
+    );
+    assert!(!format!("{c:?}").contains("introspection-secret"));
+    assert!(
+        with(
+            &block(
+                "http://as.bank.svc/introspect",
+                "    allow_insecure_http: true\n"
+            ),
+            None
+        )
+        .is_ok(),
+        "the issuer's allow_insecure_http covers its introspection endpoint"
+    );
+    let e = with(&block("http://as.bank.svc/introspect", ""), None).expect_err("clear text");
+    assert_eq!(e.field, "issuers[0].introspection.url", "{e}");
+    let e = with(
+        &block("https://as.bank.example/introspect", ""),
+        Some(&block("https://as2.bank.example/introspect", "")),
+    )
+    .expect_err("two introspecting issuers");
+    assert_eq!(e.field, "issuers[1].introspection", "{e}");
+    assert!(e.message.contains("only one issuer"), "{e}");
+    assert!(
+        with("", Some(&block("https://as2.bank.example/introspect", ""))).is_ok(),
+        "any one issuer may have it"
+    );
+}

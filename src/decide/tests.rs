@@ -24,6 +24,7 @@ fn issuer() -> Arc<IssuerSettings> {
         jwks_refresh: Duration::from_secs(300),
         jwks_min_refetch: Duration::from_secs(10),
         purpose_claim: "purpose".into(),
+        introspection: None,
     })
 }
 

@@ -415,6 +415,7 @@ fn token_from(
         jwks_refresh: Duration::from_secs(300),
         jwks_min_refetch: Duration::from_secs(10),
         purpose_claim: crate::purpose::DEFAULT_CLAIM.to_owned(),
+        introspection: None,
     });
     VerifiedToken::from_claims(issuer, [0; 32], c)
 }

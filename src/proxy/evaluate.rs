@@ -164,12 +164,18 @@ impl Guard {
         eval
     }
 
-    /// Warm path: the cache (no crypto, no I/O); cold path: full verification.
+    /// Warm path: the cache (no crypto, no I/O); cold path: full verification. A token that is
+    /// not JWS-shaped goes to RFC 7662 introspection when an issuer has it (its own cache).
     async fn verified_token(
         &self,
         raw: &str,
         digest: TokenDigest,
     ) -> Result<Arc<VerifiedToken>, TokenFailure> {
+        if let Some(i) = self.tokens.introspection()
+            && !token::jws::is_jws_shaped(raw)
+        {
+            return i.introspect(raw, digest).await;
+        }
         if let Some(t) = self.tokens.cached(&digest) {
             self.metrics.cache_lookup("token", true);
             return Ok(t);

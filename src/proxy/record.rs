@@ -67,7 +67,12 @@ pub fn decision(eval: &Evaluation, req: &RequestInfo<'_>) -> AuditRecord {
             _ => BoundBy::Unbound.as_str(),
         };
         rec = rec.token(TokenInfo {
-            jti: eval.token.as_ref().map(|t| t.jti.clone()),
+            // An introspected token may have no `jti` (kept as ""): leave the field out.
+            jti: eval
+                .token
+                .as_ref()
+                .filter(|t| !t.jti.is_empty())
+                .map(|t| t.jti.clone()),
             sha256: digest_prefix(d),
             exp: eval.token.as_ref().map(|t| t.exp),
             iat: eval.token.as_ref().map(|t| t.iat),

@@ -15,6 +15,7 @@ use crate::reason::DenyReason;
 use crate::revocation::ssf::SsfReceiver;
 use crate::revocation::{Evictor, Kind, Revocation, RevocationMetrics, Revocations};
 use crate::state::{RedisReplay, RedisState};
+use crate::token::introspection::Eviction;
 use crate::token::{TokenVerifier, VerifiedToken};
 
 /// The revocation state, its Redis fan-out (with `state.backend: redis`) and the fleet-wide
@@ -49,6 +50,17 @@ pub(super) fn build(
             let _ = cache.invalidate_entries_if(move |_, t| matches_token(&r, t));
         }
     }));
+    if let Some(i) = tokens.introspection() {
+        let i = i.clone();
+        evictors.push(Box::new(move |r: &Revocation| match (r.kind, r.digest()) {
+            (Kind::TokenSha256, Some(d)) => i.evict(Eviction::Token(d)),
+            (Kind::Consent, _) => {}
+            _ => {
+                let r = r.clone();
+                i.evict(Eviction::Matching(Box::new(move |t| matches_token(&r, t))));
+            }
+        }));
+    }
     if let Some(c) = consent {
         let c = c.clone();
         evictors.push(Box::new(move |r: &Revocation| {

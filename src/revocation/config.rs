@@ -134,6 +134,7 @@ impl SsfConfig {
                 jwks_refresh: Duration::from_secs(300),
                 jwks_min_refetch: Duration::from_secs(10),
                 purpose_claim: crate::purpose::DEFAULT_CLAIM.to_owned(),
+                introspection: None,
             },
             audience: self.audience,
             max_age: self.max_age.0,

@@ -54,6 +54,29 @@ impl VerifiedToken {
         raw.into_verified(issuer, digest)
     }
 
+    /// The members of an RFC 7662 `active: true` introspection answer (§2.2), `active` and
+    /// `token_type` already taken out. They go through the same parsing and required-claim rules
+    /// as a JWT's claims (RFC 9068 §2.2), except `jti`: introspection answers often omit it, and
+    /// an empty `jti` matches no `jti` revocation (revocation values are never empty), so such a
+    /// token is revoked by its SHA-256, subject or client instead.
+    ///
+    /// `Err` (outer): a member has the wrong JSON type (a misbehaving endpoint, not the token's
+    /// fault). `Ok(Err)`: the answer is well-formed but the token cannot be accepted (a
+    /// required claim missing, `iss` naming another issuer).
+    pub fn from_introspection(
+        issuer: Arc<IssuerSettings>,
+        digest: TokenDigest,
+        members: Map<String, Value>,
+    ) -> Result<Result<Self, DenyReason>, serde_json::Error> {
+        let mut raw: RawClaims = serde_json::from_value(Value::Object(members))?;
+        // RFC 7662 §2.2: `iss` is optional; when present it must be the configured issuer.
+        if raw.iss.as_deref().is_some_and(|i| i != issuer.issuer) {
+            return Ok(Err(DenyReason::TokenIssuerUnknown));
+        }
+        raw.jti.get_or_insert_with(String::new);
+        Ok(raw.into_verified(issuer, digest))
+    }
+
     /// The token's purpose, from the issuer's purpose claim.
     pub fn purpose(&self) -> Option<&str> {
         crate::purpose::token_purpose(&self.extra, &self.issuer.purpose_claim)

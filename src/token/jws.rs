@@ -19,6 +19,20 @@ pub fn split(token: &str, max_len: usize) -> Option<(&str, &str, &str)> {
     (!h.is_empty() && !p.is_empty() && !s.is_empty()).then_some((h, p, s))
 }
 
+/// Whether `token` has the shape of a compact JWS (RFC 7515 §7.1): two dots and otherwise only
+/// base64url characters. Such a token is a JWT for this proxy (verified against the issuer's
+/// keys, never sent to introspection); any other token is opaque.
+pub fn is_jws_shaped(token: &str) -> bool {
+    let mut dots = 0;
+    token.bytes().all(|b| match b {
+        b'.' => {
+            dots += 1;
+            true
+        }
+        _ => b.is_ascii_alphanumeric() || b == b'-' || b == b'_',
+    }) && dots == 2
+}
+
 /// A base64url (no padding) JSON part. A JSON text with a duplicate member name at any depth
 /// is refused: RFC 7515 §5.2 step 4 / RFC 7519 §7.2 step 4 allow a recipient to reject it, and
 /// parsers disagree on which duplicate wins (a parser differential between this proxy, the
@@ -108,6 +122,22 @@ mod tests {
             assert_eq!(split(bad, 100), None, "{bad}");
         }
         assert_eq!(split("a.b.c", 4), None, "over the size limit");
+        let shapes = [
+            ("eyJh.eyJi.c2ln", true),
+            ("a-_.b.c", true),
+            ("a..c", true),
+            ("a.b", false),
+            ("a.b.c.d.e", false),
+            // RFC 9449 §7.1's example access token: dots, but `~` is not base64url.
+            ("Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU", false),
+            ("a+b.c.d", false),
+            ("a.b.c=", false),
+            ("2YotnFZFEjr1zCsicMWpAA", false),
+            ("", false),
+        ];
+        for (token, want) in shapes {
+            assert_eq!(is_jws_shaped(token), want, "{token}");
+        }
         let cases = [
             (Some("at+jwt"), true),
             (Some("AT+JWT"), true),

@@ -207,6 +207,7 @@ impl AcceptConfig {
                 jwks_min_refetch: Duration::from_secs(10),
                 // The edge writes the purpose under the Txn-Token's own `purpose` claim.
                 purpose_claim: crate::purpose::DEFAULT_CLAIM.to_owned(),
+                introspection: None,
             },
         })
     }
