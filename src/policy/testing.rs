@@ -29,7 +29,7 @@ use crate::reason::DenyReason;
 use crate::token::VerifiedToken;
 
 const TEST_ISSUER: &str = "policy-test";
-const PUBLIC_URL: &str = "https://api.bank.example";
+pub(super) const PUBLIC_URL: &str = "https://api.bank.example";
 
 /// A policy test file (`*_test.yaml`): table tests run by `fapi-guard policy test`.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -45,7 +45,7 @@ pub(super) struct RawTestFile {
 }
 
 /// One case: a request, the token's claims (taken as verified), the consent records the consent service would return, and the expected decision.
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "TestCase")]
 pub(super) struct RawCase {
@@ -59,7 +59,7 @@ pub(super) struct RawCase {
 }
 
 /// The request of a case.
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "TestRequest")]
 pub(super) struct RawRequest {
@@ -72,7 +72,7 @@ pub(super) struct RawRequest {
 }
 
 /// `allow`, or `{deny: <reason code>}`.
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub(super) enum Expect {
     /// `allow`
@@ -113,7 +113,7 @@ impl CaseResult {
 
 /// Reads a test file: every structural error, and every `expect` naming no reason code (with
 /// the closest code as a hint), located.
-fn read_file(file: &Path) -> Result<(RawTestFile, Vec<String>), Vec<InvalidConfig>> {
+pub(super) fn read_file(file: &Path) -> Result<(RawTestFile, Vec<String>), Vec<InvalidConfig>> {
     let src = std::fs::read_to_string(file)
         .map_err(|e| vec![InvalidConfig::new(file, "", format!("cannot read: {e}"))])?;
     let parsed = parse_yaml_list::<RawTestFile, RawCase>(file, &src, "cases");
@@ -172,15 +172,24 @@ pub(super) fn schema_for(generator: &mut schemars::SchemaGenerator) -> schemars:
 
 /// Runs every case of one `*_test.yaml` file.
 pub fn run_file(file: &Path) -> Result<Vec<CaseResult>, Vec<InvalidConfig>> {
-    run_file_with_policy(file).map(|(r, _)| r)
+    run_file_with_policy(file).map(|r| r.results)
+}
+
+/// One test file's run, with what coverage needs.
+#[derive(Debug)]
+pub struct FileRun {
+    pub results: Vec<CaseResult>,
+    /// The policy the cases ran against, compiled.
+    pub set: PolicySet,
+    /// Its path as the test file's `policy:` names it, resolved against the test file.
+    pub policy: PathBuf,
 }
 
 /// `run_file`, also returning the compiled policy the cases ran against (for coverage).
-pub fn run_file_with_policy(
-    file: &Path,
-) -> Result<(Vec<CaseResult>, PolicySet), Vec<InvalidConfig>> {
+pub fn run_file_with_policy(file: &Path) -> Result<FileRun, Vec<InvalidConfig>> {
     let (raw, expected) = read_file(file)?;
-    let policies = PolicySet::load(&[resolve(file, &raw.policy)])?;
+    let policy = resolve(file, &raw.policy);
+    let policies = PolicySet::load(std::slice::from_ref(&policy))?;
     let public_url = raw.public_url.as_deref().unwrap_or(PUBLIC_URL);
     let mut results = Vec::with_capacity(raw.cases.len());
     for (case, expected) in raw.cases.into_iter().zip(expected) {
@@ -197,10 +206,14 @@ pub fn run_file_with_policy(
             decision,
         });
     }
-    Ok((results, policies))
+    Ok(FileRun {
+        results,
+        set: policies,
+        policy,
+    })
 }
 
-fn run_case(
+pub(super) fn run_case(
     policies: &PolicySet,
     case: &RawCase,
     public_url: &str,
