@@ -124,32 +124,20 @@ pub(super) fn read_file(file: &Path) -> Result<(RawTestFile, Vec<String>), Vec<I
     };
     let mut expected = Vec::with_capacity(raw.cases.len());
     for (case, &i) in raw.cases.iter().zip(&parsed.kept) {
-        let field = format!("cases[{i}] ({})", case.name);
-        match &case.expect {
-            Expect::Word(w) if w == "allow" => expected.push("allow".to_owned()),
-            Expect::Deny { deny } if DenyReason::parse(deny).is_some() => {
-                expected.push(format!("deny {deny}"));
-            }
-            Expect::Deny { deny } => {
-                let hint = closest(deny, DenyReason::ALL.iter().map(|r| r.as_str()))
-                    .map_or(String::new(), |c| format!(", did you mean `{c}`?"));
-                errors.push(
-                    InvalidConfig::new(
-                        file,
-                        format!("{field}.expect.deny"),
-                        format!("unknown deny reason `{deny}`{hint}"),
-                    )
-                    .locate(&marks),
-                );
-            }
-            Expect::Word(w) => errors.push(
-                InvalidConfig::new(
-                    file,
-                    format!("{field}.expect"),
-                    format!("`{w}`: must be `allow` or `{{deny: <reason code>}}`"),
-                )
-                .locate(&marks),
-            ),
+        match check_expect(file, &marks, i, case) {
+            Ok(e) => expected.push(e),
+            Err(e) => errors.push(e),
+        }
+    }
+    // Cases that failed to parse, minus the members in error: a bad `expect` of theirs too.
+    for p in parsed.partial {
+        if p.removed.iter().any(|r| r.starts_with("expect")) {
+            continue;
+        }
+        if let Ok(case) = serde_yaml::from_value::<RawCase>(p.value)
+            && let Err(e) = check_expect(file, &marks, p.index, &case)
+        {
+            errors.push(e);
         }
     }
     errors.sort_by_key(|e| (e.line, e.column));
@@ -157,6 +145,36 @@ pub(super) fn read_file(file: &Path) -> Result<(RawTestFile, Vec<String>), Vec<I
         Ok((raw, expected))
     } else {
         Err(errors)
+    }
+}
+
+/// What case `i` expects (`allow` or `deny <reason>`), or why that is no expectation.
+fn check_expect(
+    file: &Path,
+    marks: &crate::config::Marks,
+    i: usize,
+    case: &RawCase,
+) -> Result<String, InvalidConfig> {
+    let field = format!("cases[{i}] ({})", case.name);
+    match &case.expect {
+        Expect::Word(w) if w == "allow" => Ok("allow".to_owned()),
+        Expect::Deny { deny } if DenyReason::parse(deny).is_some() => Ok(format!("deny {deny}")),
+        Expect::Deny { deny } => {
+            let hint = closest(deny, DenyReason::ALL.iter().map(|r| r.as_str()))
+                .map_or(String::new(), |c| format!(", did you mean `{c}`?"));
+            Err(InvalidConfig::new(
+                file,
+                format!("{field}.expect.deny"),
+                format!("unknown deny reason `{deny}`{hint}"),
+            )
+            .locate(marks))
+        }
+        Expect::Word(w) => Err(InvalidConfig::new(
+            file,
+            format!("{field}.expect"),
+            format!("`{w}`: must be `allow` or `{{deny: <reason code>}}`"),
+        )
+        .locate(marks)),
     }
 }
 
