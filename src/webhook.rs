@@ -38,6 +38,8 @@ const MAX_REVIEW_BYTES: usize = 4 * 1024 * 1024;
 
 /// Serves until SIGTERM/SIGINT.
 pub async fn run(args: &WebhookArgs) -> Result<(), String> {
+    let opts = args.flags.options();
+    opts.validate()?;
     let acceptor = Arc::new(
         TlsAcceptor::new(TlsSettings {
             cert_file: args.cert_file.clone(),
@@ -57,7 +59,7 @@ pub async fn run(args: &WebhookArgs) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", args.address))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%addr, "fapi-guard webhook listening");
-    let opts = Arc::new(args.flags.options());
+    let opts = Arc::new(opts);
     tokio::select! {
         () = serve(listener, acceptor, opts) => {}
         () = crate::app::shutdown_signal() => tracing::info!("shutdown requested"),
