@@ -19,7 +19,8 @@ pub use sidecar::{ADMIN_PORT, METRICS_PORT, PROXY_PORT, SIDECAR_NAME};
 
 /// Annotation prefix; the keys below are read from the pod template first, then the workload.
 pub const ANNOTATION_PREFIX: &str = "fapi-guard.io/";
-/// `fapi-guard.io/inject: disabled` opts a workload or pod out.
+/// `fapi-guard.io/inject`: `disabled` (pod label or annotation, workload annotation) opts out;
+/// `enabled` opts a pod in (a label, for the webhook's selectors). Any other value is refused.
 pub const ANNOTATION_INJECT: &str = "fapi-guard.io/inject";
 pub const ANNOTATION_CONFIG: &str = "fapi-guard.io/config";
 pub const ANNOTATION_POLICIES: &str = "fapi-guard.io/policies";

@@ -3,10 +3,11 @@
 //! each Pod the API server sends, and answers with a JSONPatch (RFC 6902).
 //!
 //! Which pods are sent is the MutatingWebhookConfiguration's business (namespace and object
-//! selectors, `deploy/kubernetes/webhook/`); here a pod annotated `fapi-guard.io/inject:
-//! disabled` or already carrying the sidecar is admitted unchanged, and a pod the injection
-//! refuses (a conflicting container or port) is denied with the reason, so that no pod of an
-//! opted-in namespace runs unprotected.
+//! selectors on the `fapi-guard.io/inject` label, `deploy/kubernetes/webhook/`); here a pod
+//! labelled or annotated `fapi-guard.io/inject: disabled` or already carrying the sidecar is
+//! admitted unchanged, and a pod the injection refuses (a conflicting container or port, an
+//! unknown `fapi-guard.io/inject` value) is denied with the reason, so that no pod that should
+//! get the sidecar runs unprotected.
 
 mod patch;
 
