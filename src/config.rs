@@ -597,4 +597,6 @@ pub(crate) fn resolve(file: &Path, p: &Path) -> PathBuf {
 }
 
 #[cfg(test)]
+mod list_tests;
+#[cfg(test)]
 mod tests;
