@@ -196,7 +196,8 @@ pub enum PolicyCommand {
         /// `*_test.yaml` files, or directories holding them.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
-        /// Report routes no case exercises and deny reasons no case expects.
+        /// Report routes no case exercises, deny reasons no case expects, and policy files
+        /// under the paths that no test file names (at 0%).
         #[arg(long)]
         coverage: bool,
         /// Fail (exit 1) when coverage is below this percentage (implies --coverage).
@@ -370,43 +371,41 @@ fn policy_explain(
 }
 
 fn policy_test(paths: &[PathBuf], coverage: bool, min_coverage: Option<f64>) -> ExitCode {
-    let mut cov = crate::policy::coverage::Coverage::default();
-    let files = crate::policy::testing::test_files(paths);
-    if files.is_empty() {
+    use crate::policy::{coverage, testing};
+    if testing::test_files(paths).is_empty() {
         eprintln!("no *_test.yaml files found");
         return ExitCode::from(2);
     }
-    let (mut passed, mut failed) = (0, 0);
-    for file in files {
-        match crate::policy::testing::run_file_with_policy(&file) {
-            Err(errs) => {
-                for e in errs {
-                    eprintln!("{e}");
-                }
-                return ExitCode::from(2);
+    let measure = coverage || min_coverage.is_some();
+    let (cov, runs) = match coverage::collect(paths, measure) {
+        Ok(x) => x,
+        Err(errs) => {
+            for e in errs {
+                eprintln!("{e}");
             }
-            Ok((results, set)) => {
-                cov.add(&set, &results);
-                for r in results {
-                    if r.passed() {
-                        passed += 1;
-                        println!("ok    {}: {}", file.display(), r.name);
-                    } else {
-                        failed += 1;
-                        println!(
-                            "FAIL  {}: {}: expected {}, got {}",
-                            file.display(),
-                            r.name,
-                            r.expected,
-                            r.got
-                        );
-                    }
-                }
+            return ExitCode::from(2);
+        }
+    };
+    let (mut passed, mut failed) = (0, 0);
+    for (file, run) in runs {
+        for r in run.results {
+            if r.passed() {
+                passed += 1;
+                println!("ok    {}: {}", file.display(), r.name);
+            } else {
+                failed += 1;
+                println!(
+                    "FAIL  {}: {}: expected {}, got {}",
+                    file.display(),
+                    r.name,
+                    r.expected,
+                    r.got
+                );
             }
         }
     }
     println!("{passed} passed, {failed} failed");
-    if coverage || min_coverage.is_some() {
+    if measure {
         print!("{}", cov.report());
     }
     if let Some(min) = min_coverage

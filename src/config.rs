@@ -123,18 +123,37 @@ pub fn parse_yaml_marked<T: serde::de::DeserializeOwned>(
 
 /// A document parsed entry by entry (see `parse_yaml_list`).
 pub struct ParsedList<T> {
-    /// The document with the entries that failed left out; `None` when the rest failed.
+    /// The document with the entries that failed left out (and, when the rest of the
+    /// document had mistakes, with the offending members taken out); `None` when what is left
+    /// cannot be read at all.
     pub value: Option<T>,
     /// For each entry of `value`'s list, its index in the file.
     pub kept: Vec<usize>,
+    /// The entries that failed, with their offending members taken out, where what is left
+    /// parses: later checks may look at them for further errors, never use them.
+    pub partial: Vec<PartialEntry>,
     pub marks: Marks,
     pub errors: Vec<InvalidConfig>,
 }
 
+/// An entry that failed to parse, minus its offending members.
+pub struct PartialEntry {
+    /// Its index in the file's list.
+    pub index: usize,
+    pub value: serde_yaml::Value,
+    /// The members taken out, as paths relative to the entry (`assurance.max_auth_age`).
+    pub removed: Vec<String>,
+}
+
+/// At most this many errors are reported per entry (and for the rest of a document).
+const MAX_ERRORS_PER_ENTRY: usize = 32;
+
 /// Parses a document whose `list` key holds independent entries (policy `routes`, test
-/// `cases`) and reports the first error of *each* entry and of the rest of the document, so an
-/// author sees every mistake at once. The entries that parsed are kept, so later checks can
-/// report their errors too.
+/// `cases`) and reports every error of *each* entry and of the rest of the document, so an
+/// author sees every mistake at once: a repeated key is reported and its later occurrence set
+/// aside (the first one counts), and a member with a mistake is reported and taken out before
+/// the entry is read again. The entries that parsed are kept, so later checks can report their
+/// errors too.
 pub fn parse_yaml_list<T, E>(file: &Path, src: &str, list: &str) -> ParsedList<T>
 where
     T: serde::de::DeserializeOwned,
@@ -144,72 +163,191 @@ where
     let fail = |marks, errors| ParsedList {
         value: None,
         kept: Vec::new(),
+        partial: Vec::new(),
         marks,
         errors,
     };
-    let dups = duplicate_errors(file, &marks);
-    if !dups.is_empty() {
-        return fail(marks, dups);
-    }
+    let mut errors = duplicate_errors(file, &marks);
     let mut doc: serde_yaml::Value = match serde_yaml::from_str(src) {
         Ok(v) => v,
-        Err(e) => {
+        Err(e) if errors.is_empty() => {
             let err = syntax_error(file, &e);
             return fail(marks, vec![err]);
         }
+        // serde_yaml refuses repeated keys: read the text without their later occurrences.
+        Err(_) => match without_duplicates(src, &marks).and_then(|t| serde_yaml::from_str(&t).ok())
+        {
+            Some(v) => v,
+            None => return fail(marks, errors),
+        },
     };
-    let mut errors = Vec::new();
     let entries = doc
         .get_mut(list)
         .and_then(serde_yaml::Value::as_sequence_mut)
         .map(std::mem::take);
     let mut kept = Vec::new();
     let mut good = Vec::new();
+    let mut partial = Vec::new();
     for (i, entry) in entries.into_iter().flatten().enumerate() {
-        match serde_path_to_error::deserialize::<_, E>(entry.clone()) {
-            Ok(_) => {
-                kept.push(i);
-                good.push(entry);
-            }
-            Err(e) => {
-                let path = match e.path().to_string().as_str() {
-                    "." => format!("{list}[{i}]"),
-                    p => format!("{list}[{i}].{p}"),
-                };
-                let msg = e.into_inner().to_string();
-                errors.push(serde_error(file, &marks, &path, &msg, None));
-            }
+        let (errs, rest) = deserialize_all::<E>(&entry);
+        if errs.is_empty() {
+            kept.push(i);
+            good.push(entry);
+            continue;
+        }
+        for (p, msg) in errs {
+            let path = match p.as_str() {
+                "." => format!("{list}[{i}]"),
+                p => format!("{list}[{i}].{p}"),
+            };
+            errors.push(serde_error(file, &marks, &path, &msg, None));
+        }
+        if let Some((value, removed)) = rest {
+            partial.push(PartialEntry {
+                index: i,
+                value,
+                removed,
+            });
         }
     }
     // The rest of the document, with the entries set aside.
-    let value = match serde_path_to_error::deserialize::<_, T>(doc.clone()) {
-        Err(e) => {
-            let path = e.path().to_string();
-            let msg = e.into_inner().to_string();
-            errors.push(serde_error(file, &marks, &path, &msg, None));
-            None
+    let (errs, rest) = deserialize_all::<T>(&doc);
+    for (p, msg) in errs {
+        errors.push(serde_error(file, &marks, &p, &msg, None));
+    }
+    let value = rest.and_then(|(mut doc, _)| {
+        if let Some(slot) = doc.get_mut(list) {
+            *slot = serde_yaml::Value::Sequence(good);
         }
-        Ok(_) => {
-            if let Some(slot) = doc.get_mut(list) {
-                *slot = serde_yaml::Value::Sequence(good);
-            }
-            match serde_path_to_error::deserialize::<_, T>(doc) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    let path = e.path().to_string();
-                    let msg = e.into_inner().to_string();
-                    errors.push(serde_error(file, &marks, &path, &msg, None));
-                    None
-                }
+        match serde_path_to_error::deserialize::<_, T>(doc) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                let path = e.path().to_string();
+                let msg = e.into_inner().to_string();
+                errors.push(serde_error(file, &marks, &path, &msg, None));
+                None
             }
         }
-    };
+    });
     ParsedList {
         value,
         kept,
+        partial,
         marks,
         errors,
     }
+}
+
+/// Deserializes `value` as `T`; while that fails, takes the offending member out and tries
+/// again, so that every mistake is reported rather than the first. Returns the errors (serde
+/// path relative to `value`, message) and, when what is left deserializes, that value with the
+/// paths taken out. A field reported missing only because its bad value was taken out is not
+/// reported again.
+fn deserialize_all<T: serde::de::DeserializeOwned>(
+    value: &serde_yaml::Value,
+) -> (
+    Vec<(String, String)>,
+    Option<(serde_yaml::Value, Vec<String>)>,
+) {
+    let mut v = value.clone();
+    let mut errors = Vec::new();
+    let mut removed: Vec<String> = Vec::new();
+    for _ in 0..MAX_ERRORS_PER_ENTRY {
+        let e = match serde_path_to_error::deserialize::<_, T>(v.clone()) {
+            Ok(_) => return (errors, Some((v, removed))),
+            Err(e) => e,
+        };
+        let path = e.path().clone();
+        let msg = e.into_inner().to_string();
+        let at = path.to_string();
+        if let Some(name) = msg
+            .split(" at line ")
+            .next()
+            .and_then(|m| m.strip_prefix("missing field `"))
+            .and_then(|r| r.strip_suffix('`'))
+        {
+            let field = if at == "." {
+                name.to_owned()
+            } else {
+                format!("{at}.{name}")
+            };
+            if removed.contains(&field) {
+                break;
+            }
+        }
+        errors.push((at, msg));
+        match take_out(&mut v, &path) {
+            Some(p) => removed.push(p),
+            None => break,
+        }
+    }
+    (errors, None)
+}
+
+/// Removes the member the innermost mapping key of `path` names (what follows it, a list index
+/// say, goes with it). Returns that member's path, or `None` when there is none to remove.
+fn take_out(v: &mut serde_yaml::Value, path: &serde_path_to_error::Path) -> Option<String> {
+    use serde_path_to_error::Segment;
+    let segments: Vec<&Segment> = path.iter().collect();
+    let last = segments
+        .iter()
+        .rposition(|s| matches!(s, Segment::Map { .. }))?;
+    let mut cur = v;
+    let mut shown = String::new();
+    for s in &segments[..last] {
+        match s {
+            Segment::Seq { index } => {
+                cur = cur.as_sequence_mut()?.get_mut(*index)?;
+                shown.push_str(&format!("[{index}]"));
+            }
+            Segment::Map { key } => {
+                cur = cur.as_mapping_mut()?.get_mut(key.as_str())?;
+                if !shown.is_empty() {
+                    shown.push('.');
+                }
+                shown.push_str(key);
+            }
+            Segment::Enum { .. } | Segment::Unknown => return None,
+        }
+    }
+    let Segment::Map { key } = segments[last] else {
+        return None;
+    };
+    cur.as_mapping_mut()?.remove(key.as_str())?;
+    if !shown.is_empty() {
+        shown.push('.');
+    }
+    shown.push_str(key);
+    Some(shown)
+}
+
+/// `src` with the later occurrences of repeated keys blanked out, key and value, lines kept in
+/// place so that positions stay true. `None` when a repeated key does not start its line (a
+/// flow mapping): that is not cut out here.
+fn without_duplicates(src: &str, marks: &Marks) -> Option<String> {
+    let mut lines: Vec<&str> = src.split('\n').collect();
+    let indent = |l: &str| l.len() - l.trim_start_matches(' ').len();
+    for (_, pos) in &marks.duplicates {
+        let first = pos.line.checked_sub(1)?;
+        let col = pos.column.checked_sub(1)?;
+        if indent(lines.get(first)?) != col {
+            return None;
+        }
+        lines[first] = "";
+        // The value: deeper lines, blank lines, and a block sequence written at the key's own
+        // indentation (`key:` then `- item`).
+        for l in lines.iter_mut().skip(first + 1) {
+            let rest = l.trim_start_matches(' ');
+            let deeper = indent(l) > col;
+            let item = indent(l) == col && (rest == "-" || rest.starts_with("- "));
+            if rest.trim().is_empty() || deeper || item {
+                *l = "";
+            } else {
+                break;
+            }
+        }
+    }
+    Some(lines.join("\n"))
 }
 
 /// serde_yaml could not read the text as YAML at all.
@@ -461,5 +599,7 @@ pub(crate) fn resolve(file: &Path, p: &Path) -> PathBuf {
     }
 }
 
+#[cfg(test)]
+mod list_tests;
 #[cfg(test)]
 mod tests;

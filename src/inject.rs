@@ -19,7 +19,8 @@ pub use sidecar::{ADMIN_PORT, METRICS_PORT, PROXY_PORT, SIDECAR_NAME};
 
 /// Annotation prefix; the keys below are read from the pod template first, then the workload.
 pub const ANNOTATION_PREFIX: &str = "fapi-guard.io/";
-/// `fapi-guard.io/inject: disabled` opts a workload or pod out.
+/// `fapi-guard.io/inject`: `disabled` (pod label or annotation, workload annotation) opts out;
+/// `enabled` opts a pod in (a label, for the webhook's selectors). Any other value is refused.
 pub const ANNOTATION_INJECT: &str = "fapi-guard.io/inject";
 pub const ANNOTATION_CONFIG: &str = "fapi-guard.io/config";
 pub const ANNOTATION_POLICIES: &str = "fapi-guard.io/policies";
@@ -58,6 +59,37 @@ impl Default for InjectOptions {
             classic: false,
         }
     }
+}
+
+impl InjectOptions {
+    /// The flags are held to the same rules as the annotations that override them: object
+    /// names are DNS subdomains, the image a reference without spaces, the port not 0.
+    pub fn validate(&self) -> Result<(), String> {
+        for (flag, v) in [
+            ("--config-map", &self.config_map),
+            ("--policies", &self.policies_config_map),
+            ("--tls-secret", &self.tls_secret),
+        ] {
+            if !pod::is_dns_subdomain(v) {
+                return Err(format!("{flag} {v:?} is not a valid object name"));
+            }
+        }
+        if !is_image_reference(&self.image) {
+            return Err(format!(
+                "--image {:?} is not an image reference",
+                self.image
+            ));
+        }
+        if self.upstream_port == Some(0) {
+            return Err("--upstream-port 0 is not a port".to_owned());
+        }
+        Ok(())
+    }
+}
+
+/// Non-empty, no whitespace or control characters.
+fn is_image_reference(s: &str) -> bool {
+    !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 /// Input `inject` will not transform. One line; names the document.
@@ -149,6 +181,9 @@ pub struct Target {
     pub upstream_port: Option<u16>,
     /// The sidecar's proxy port name: the API port's former name, or `fg-proxy`.
     pub proxy_port_name: String,
+    /// Injected by this run (not found already injected): Services selecting it get warnings
+    /// too; on a second run they were given already.
+    pub fresh: bool,
 }
 
 fn inject_document(
@@ -289,6 +324,10 @@ pub fn run_cli(file: Option<&std::path::Path>, opts: &InjectOptions) -> std::pro
             std::fs::read(p).map_err(|e| format!("cannot read: {e}")),
         ),
     };
+    if let Err(e) = opts.validate() {
+        eprintln!("fapi-guard inject: {e}");
+        return ExitCode::from(2);
+    }
     let text =
         input.and_then(|b| String::from_utf8(b).map_err(|_| "not YAML: not UTF-8 text".to_owned()));
     let result = text.and_then(|t| inject_yaml(&t, opts).map_err(|e| e.to_string()));

@@ -178,7 +178,7 @@ pub fn policy_files(paths: &[PathBuf], errors: &mut Vec<InvalidConfig>) -> Vec<P
     files
 }
 
-fn is_policy_file(f: &Path) -> bool {
+pub(crate) fn is_policy_file(f: &Path) -> bool {
     let name = f.file_name().and_then(|n| n.to_str()).unwrap_or("");
     (name.ends_with(".yaml") || name.ends_with(".yml"))
         && !name.ends_with("_test.yaml")

@@ -3,10 +3,11 @@
 //! each Pod the API server sends, and answers with a JSONPatch (RFC 6902).
 //!
 //! Which pods are sent is the MutatingWebhookConfiguration's business (namespace and object
-//! selectors, `deploy/kubernetes/webhook/`); here a pod annotated `fapi-guard.io/inject:
-//! disabled` or already carrying the sidecar is admitted unchanged, and a pod the injection
-//! refuses (a conflicting container or port) is denied with the reason, so that no pod of an
-//! opted-in namespace runs unprotected.
+//! selectors on the `fapi-guard.io/inject` label, `deploy/kubernetes/webhook/`); here a pod
+//! labelled or annotated `fapi-guard.io/inject: disabled` or already carrying the sidecar is
+//! admitted unchanged, and a pod the injection refuses (a conflicting container or port, an
+//! unknown `fapi-guard.io/inject` value) is denied with the reason, so that no pod that should
+//! get the sidecar runs unprotected.
 
 mod patch;
 
@@ -38,6 +39,8 @@ const MAX_REVIEW_BYTES: usize = 4 * 1024 * 1024;
 
 /// Serves until SIGTERM/SIGINT.
 pub async fn run(args: &WebhookArgs) -> Result<(), String> {
+    let opts = args.flags.options();
+    opts.validate()?;
     let acceptor = Arc::new(
         TlsAcceptor::new(TlsSettings {
             cert_file: args.cert_file.clone(),
@@ -57,7 +60,7 @@ pub async fn run(args: &WebhookArgs) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", args.address))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%addr, "fapi-guard webhook listening");
-    let opts = Arc::new(args.flags.options());
+    let opts = Arc::new(opts);
     tokio::select! {
         () = serve(listener, acceptor, opts) => {}
         () = crate::app::shutdown_signal() => tracing::info!("shutdown requested"),

@@ -154,12 +154,20 @@ fn golden_cases() {
         assert_eq!(before.len(), after.len(), "{name}: document count");
         for (i, (b, a)) in before.iter().zip(&after).enumerate() {
             let kind = b.get("kind").and_then(Value::as_str).unwrap_or("");
-            let opted_out = b
-                .get("metadata")
-                .and_then(|m| m.get("annotations"))
-                .and_then(|a| a.get("fapi-guard.io/inject"))
-                .and_then(Value::as_str)
-                == Some("disabled");
+            // Opted out on the workload (annotation) or its pod template (label, annotation).
+            let template = b.get("spec").and_then(|s| s.get("template"));
+            let opted_out = [
+                b.get("metadata").and_then(|m| m.get("annotations")),
+                template
+                    .and_then(|t| t.get("metadata"))
+                    .and_then(|m| m.get("labels")),
+                template
+                    .and_then(|t| t.get("metadata"))
+                    .and_then(|m| m.get("annotations")),
+            ]
+            .into_iter()
+            .flatten()
+            .any(|m| m.get("fapi-guard.io/inject").and_then(Value::as_str) == Some("disabled"));
             if opted_out || !(WORKLOADS.contains(&kind) || kind == "Service") {
                 assert_eq!(a, b, "{name}: document {} ({kind}) changed", i + 1);
             } else if kind != "Service" {
@@ -203,5 +211,43 @@ fn classic_and_native_place_the_sidecar_differently() {
         // Directory mounts only: a subPath mount never sees a ConfigMap update.
         let text = serde_yaml::to_string(s).expect("yaml");
         assert!(!text.contains("subPath"), "{text}");
+    }
+}
+
+/// Every flag `fapi-guard inject --help` lists is exercised by a golden case (`NAME.args`), or
+/// by the harness itself (`--image`, `-f`).
+#[test]
+fn every_inject_flag_has_a_golden_case() {
+    let help = Command::new(env!("CARGO_BIN_EXE_fapi-guard"))
+        .args(["inject", "--help"])
+        .output()
+        .expect("inject --help");
+    let help = text(&help.stdout);
+    let flags: Vec<&str> = help
+        .lines()
+        .filter_map(|l| {
+            l.split_whitespace()
+                .take(2)
+                .map(|t| t.trim_end_matches(','))
+                .find(|t| t.starts_with("--"))
+        })
+        .filter(|f| *f != "--help")
+        .collect();
+    assert!(flags.len() >= 7, "{flags:?}");
+    let mut used = String::from(" --image --filename ");
+    for e in std::fs::read_dir(dir())
+        .expect("golden")
+        .filter_map(Result::ok)
+    {
+        if e.path().extension().is_some_and(|x| x == "args") {
+            used.push_str(&std::fs::read_to_string(e.path()).expect("args"));
+            used.push(' ');
+        }
+    }
+    for f in flags {
+        assert!(
+            used.split_whitespace().any(|w| w == f),
+            "no golden case uses {f}"
+        );
     }
 }

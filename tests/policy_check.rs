@@ -83,6 +83,33 @@ fn broken_policies_report_every_error_at_its_line_and_column() {
             ],
         ),
         (
+            "duplicate_key_and_more.yaml",
+            &[
+                "tests/policy_check/duplicate_key_and_more.yaml:7:5: routes[0].scopes: duplicate key `scopes`",
+                "tests/policy_check/duplicate_key_and_more.yaml:10:13: routes[1] (get-account).method: \"FETCH\" is not one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS",
+                "tests/policy_check/duplicate_key_and_more.yaml:12:5: routes[1].bindng: unknown field `bindng`, did you mean `binding`?",
+            ],
+        ),
+        (
+            "one_route_many_errors.yaml",
+            &[
+                "tests/policy_check/one_route_many_errors.yaml:4:13: routes[0] (create-payment).method: \"FETCH\" is not one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS",
+                "tests/policy_check/one_route_many_errors.yaml:6:24: routes[0] (create-payment).scopes[1]: \"two words\" is not a scope token (RFC 6749 §3.3)",
+                "tests/policy_check/one_route_many_errors.yaml:7:14: routes[0].binding: unknown variant `dpop_only`, expected one of `dpop`, `mtls`, `dpop_or_mtls`, `unbound_allowed`",
+                "tests/policy_check/one_route_many_errors.yaml:8:5: routes[0].assurnce: unknown field `assurnce`, did you mean `assurance`?",
+                "tests/policy_check/one_route_many_errors.yaml:11:21: routes[0].assurance.max_auth_age: duration \"5 minutes\": unknown unit \" minutes\" (ms, s, m, h)",
+            ],
+        ),
+        (
+            "many_errors_test.yaml",
+            &[
+                "tests/policy_check/many_errors_test.yaml:4:68: cases[0].request.header: unknown field `header`, did you mean `headers`?",
+                "tests/policy_check/many_errors_test.yaml:6:20: cases[0] (two mistakes in one case).expect.deny: unknown deny reason `consent_revokd`, did you mean `consent_revoked`?",
+                "tests/policy_check/many_errors_test.yaml:10:5: cases[1].expect: duplicate key `expect`",
+                "tests/policy_check/many_errors_test.yaml:13:20: cases[2] (after the repeated key).expect.deny: unknown deny reason `route_not_fund`, did you mean `route_not_found`?",
+            ],
+        ),
+        (
             "three_errors.yaml",
             &[
                 "tests/policy_check/three_errors.yaml:9:24: routes[0] (list-accounts).scopes[1]: \"bad scope\" is not a scope token (RFC 6749 §3.3)",

@@ -1,39 +1,57 @@
 //! The shipped policies are fully covered by their tests, and the tests have teeth: copies of
 //! the policies made more permissive in the ways a careless edit would (a scope dropped, a
-//! consent permission removed, a delegation actor widened, binding relaxed) each make
-//! `policy test` fail.
+//! consent permission removed, a consent status widened, a delegation actor widened or delegation
+//! added, binding relaxed) each make `policy test` fail. A policy file without tests counts as
+//! uncovered.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use fapi_guard::policy::coverage::Coverage;
-use fapi_guard::policy::testing;
+use fapi_guard::policy::coverage;
 
 fn policies() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
 }
 
+/// Every policy file under `policies/` has a test file, every case passes, and the coverage of
+/// routes and of the deny reasons their policies can produce is 100%, per file and overall.
 #[test]
 fn shipped_policy_tests_pass_with_full_coverage() {
-    let files = testing::test_files(&[policies()]);
-    assert_eq!(files.len(), 3, "{files:?}");
-    let mut cov = Coverage::default();
+    let (cov, runs) = coverage::collect(&[policies()], true).unwrap_or_else(|e| panic!("{e:?}"));
+    let files = fapi_guard::policy::policy_files(&[policies()], &mut Vec::new());
+    assert!(!files.is_empty());
     for f in &files {
-        let (results, set) =
-            testing::run_file_with_policy(f).unwrap_or_else(|e| panic!("{}: {e:?}", f.display()));
-        for r in &results {
+        let source = cov
+            .sources
+            .get(f)
+            .unwrap_or_else(|| panic!("{}: not measured", f.display()));
+        assert!(source.tested, "{}: no *_test.yaml names it", f.display());
+        assert!(!source.routes.is_empty(), "{}", f.display());
+        assert!(
+            source.percent() >= 100.0,
+            "{}: {:.1}%\n{}",
+            f.display(),
+            source.percent(),
+            cov.report()
+        );
+    }
+    assert_eq!(cov.sources.len(), files.len(), "{:?}", cov.sources.keys());
+    assert_eq!(cov.untested().count(), 0);
+    for (file, run) in &runs {
+        for r in &run.results {
             assert!(
                 r.passed(),
                 "{}: {}: expected {}, got {}",
-                f.display(),
+                file.display(),
                 r.name,
                 r.expected,
                 r.got
             );
         }
-        cov.add(&set, &results);
     }
-    assert_eq!(cov.routes.len(), 11);
+    for (_, route, c) in cov.routes() {
+        assert!(c.exercised, "{route} not exercised");
+    }
     assert!(cov.percent() >= 100.0, "{}", cov.report());
 }
 
@@ -118,6 +136,36 @@ fn more_permissive_policies_fail_their_tests() {
             "binding: unbound_allowed",
         ),
         (
+            "consent status widened",
+            "accounts.yaml",
+            "      status: [Authorised]\n",
+            "      status: [Authorised, AwaitingAuthorisation]\n",
+        ),
+        (
+            "Berlin Group consent status widened",
+            "berlin-group.yaml",
+            "status: [valid]",
+            "status: [valid, received]",
+        ),
+        (
+            "expired Berlin Group consents accepted",
+            "berlin-group.yaml",
+            "status: [valid]",
+            "status: [valid, expired]",
+        ),
+        (
+            "delegation added to a route that had none",
+            "accounts.yaml",
+            "    path: /open-banking/v4.0/aisp/accounts\n",
+            "    path: /open-banking/v4.0/aisp/accounts\n    delegation: {max_depth: 1, actors: [\"spiffe://bank.example/ns/aggregators/*\"]}\n",
+        ),
+        (
+            "payment approvals for any resource server accepted",
+            "payments.yaml",
+            "        type: payment_initiation\n",
+            "        type: payment_initiation\n        locations: false\n",
+        ),
+        (
             "payment body check removed",
             "payments.yaml",
             "          /Data/Initiation/InstructedAmount/Amount: /instructedAmount/amount\n",
@@ -161,9 +209,46 @@ fn min_coverage_fails_below_the_threshold() {
         "{out}"
     );
     assert!(
-        out.contains("uncovered:     payments/get-payment-details: token_missing, binding_missing, scope_insufficient"),
+        out.contains("uncovered:     payments/get-payment-details: token_missing, token_audience_mismatch, binding_missing, scope_insufficient, delegation_not_allowed"),
         "{out}"
     );
     let (code, _) = policy_test(dir.path(), &["--min-coverage", "50"]);
     assert_eq!(code, 0);
+}
+
+#[test]
+fn a_policy_file_without_tests_is_reported_at_zero_percent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for f in ["payments.yaml", "payments_test.yaml"] {
+        std::fs::copy(policies().join(f), dir.path().join(f)).expect("copy");
+    }
+    std::fs::write(
+        dir.path().join("legacy.yaml"),
+        "api: legacy\ndefaults:\n  scopes: [legacy]\nroutes:\n  - {name: read, method: GET, path: /legacy}\n  - {name: write, method: POST, path: /legacy}\n",
+    )
+    .expect("write");
+    let d = dir.path().display();
+    let (code, out) = policy_test(dir.path(), &["--coverage"]);
+    assert_eq!(code, 0, "the tests that exist pass: {out}");
+    for line in [
+        "not exercised: legacy/read".to_owned(),
+        "uncovered:     legacy/read: token_missing, binding_missing, scope_insufficient, delegation_not_allowed".to_owned(),
+        "not exercised: legacy/write".to_owned(),
+        format!("{d}/legacy.yaml: 0.0% of 2 route(s) (no *_test.yaml names it)"),
+        format!("{d}/payments.yaml: 100.0% of 3 route(s)"),
+    ] {
+        assert!(out.lines().any(|l| l == line), "{line:?} missing:\n{out}");
+    }
+    let total = out
+        .lines()
+        .find_map(|l| l.strip_prefix("coverage: "))
+        .expect("total");
+    // payments: 23 of 23 items (3 routes, 20 reasons); legacy: 0 of 10.
+    assert!(total.starts_with("69.7% of 5 route(s)"), "{total}");
+    let (code, out) = policy_test(dir.path(), &["--min-coverage", "100"]);
+    assert_eq!(code, 1, "{out}");
+    // Without --coverage the run is what it was: only the test files.
+    let (code, out) = policy_test(dir.path(), &[]);
+    assert_eq!(code, 0);
+    assert!(!out.contains("legacy"), "{out}");
 }

@@ -31,6 +31,11 @@ impl Pattern {
         }
     }
 
+    /// `*` alone: every actor matches (an actor's `sub` is never empty).
+    pub fn matches_every_actor(&self) -> bool {
+        matches!(self, Self::Prefix(p) if p.is_empty())
+    }
+
     pub fn matches(&self, s: &str) -> bool {
         match self {
             Self::Exact(e) => **e == *s,

@@ -42,7 +42,40 @@ pub fn inject_pod(
             .flatten()
             .find_map(|a| a.get(key).and_then(Value::as_str).map(str::to_owned))
     };
-    if lookup(ANNOTATION_INJECT).is_some_and(|v| v == "disabled") {
+    // `fapi-guard.io/inject` as a pod label (what the webhook's object selector sees), a pod
+    // annotation or a workload annotation: `disabled` anywhere opts out, `enabled` opts in
+    // (the webhook configuration acts on the label), anything else is a mistake.
+    let opted_out = {
+        let pod_labels = pod
+            .get("metadata")
+            .and_then(|m| m.get("labels"))
+            .and_then(Value::as_mapping);
+        let mut out = false;
+        for m in [pod_labels, pod_annotations.as_ref(), workload]
+            .into_iter()
+            .flatten()
+        {
+            match m.get(ANNOTATION_INJECT).map(|v| (v, v.as_str())) {
+                None | Some((_, Some("enabled"))) => {}
+                Some((_, Some("disabled"))) => out = true,
+                Some((v, s)) => {
+                    let shown = match s {
+                        Some(s) => format!("{s:?}"),
+                        None => serde_yaml::to_string(v)
+                            .unwrap_or_default()
+                            .trim()
+                            .to_owned(),
+                    };
+                    return Err(InjectError::refused(
+                        at,
+                        format!("{ANNOTATION_INJECT}: {shown} must be enabled or disabled"),
+                    ));
+                }
+            }
+        }
+        out
+    };
+    if opted_out {
         return Ok(PodOutcome::OptedOut);
     }
     let opts = resolve(defaults, &lookup, at)?;
@@ -87,6 +120,7 @@ pub fn inject_pod(
                 labels,
                 upstream_port: opts.upstream_port,
                 proxy_port_name,
+                fresh: false,
             },
         });
     }
@@ -151,6 +185,7 @@ pub fn inject_pod(
             labels,
             upstream_port,
             proxy_port_name,
+            fresh: true,
         },
     })
 }
@@ -177,7 +212,7 @@ fn resolve(
     name(ANNOTATION_POLICIES, &mut o.policies_config_map)?;
     name(ANNOTATION_TLS_SECRET, &mut o.tls_secret)?;
     if let Some(v) = lookup(ANNOTATION_IMAGE) {
-        if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if !super::is_image_reference(&v) {
             return Err(InjectError::refused(
                 at,
                 format!("annotation {ANNOTATION_IMAGE}: {v:?} is not an image reference"),
@@ -200,7 +235,7 @@ fn resolve(
 }
 
 /// RFC 1123 subdomain, as Kubernetes requires for ConfigMap and Secret names.
-fn is_dns_subdomain(s: &str) -> bool {
+pub(super) fn is_dns_subdomain(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
         && s.split('.').all(|label| {

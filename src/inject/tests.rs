@@ -101,3 +101,50 @@ fn object_names_follow_rfc_1123() {
         assert_eq!(pod::is_dns_subdomain_for_tests(name), ok, "{name}");
     }
 }
+
+#[test]
+fn flags_follow_the_rules_of_their_annotations() {
+    let ok = InjectOptions::default();
+    assert_eq!(ok.validate(), Ok(()));
+    let cases: [(&str, InjectOptions); 5] = [
+        (
+            "--config-map",
+            InjectOptions {
+                config_map: "Upper".into(),
+                ..ok.clone()
+            },
+        ),
+        (
+            "--policies",
+            InjectOptions {
+                policies_config_map: "a_b".into(),
+                ..ok.clone()
+            },
+        ),
+        (
+            "--tls-secret",
+            InjectOptions {
+                tls_secret: String::new(),
+                ..ok.clone()
+            },
+        ),
+        (
+            "--image",
+            InjectOptions {
+                image: "reg.example/x:1 --privileged".into(),
+                ..ok.clone()
+            },
+        ),
+        (
+            "--upstream-port",
+            InjectOptions {
+                upstream_port: Some(0),
+                ..ok.clone()
+            },
+        ),
+    ];
+    for (flag, o) in cases {
+        let e = o.validate().expect_err(flag);
+        assert!(e.starts_with(flag), "{flag}: {e}");
+    }
+}

@@ -57,6 +57,7 @@ pub(super) fn compile_all(sources: &[(PathBuf, String)]) -> Compiled {
         ctx.update(&[0]);
         let parsed = parse_yaml_list::<RawPolicy, RawRoute>(file, src, "routes");
         errors.extend(parsed.errors);
+        let partial = parsed.partial;
         let (raw, marks, kept) = match parsed.value {
             Some(r) => (r, parsed.marks, parsed.kept),
             None => {
@@ -98,23 +99,49 @@ pub(super) fn compile_all(sources: &[(PathBuf, String)]) -> Compiled {
             ));
         }
 
-        for (r, &i) in raw.routes.into_iter().zip(&kept) {
-            let field = format!("routes[{i}] ({})", r.name);
-            let err = |sub: &str, msg: &str| {
-                // Sub-rule messages start with their own field (`max_depth: …`): point there.
-                let (sub, msg) = match msg.split_once(": ") {
-                    Some((f, rest))
-                        if !f.contains(' ')
-                            && marks
-                                .value(&format!("routes[{i}].{sub}.{}", plain_path(f)))
-                                .is_some() =>
-                    {
-                        (format!("{sub}.{f}"), rest)
-                    }
-                    _ => (sub.to_owned(), msg),
-                };
-                at(&format!("{field}.{sub}"), msg)
+        // An error in route `i`, at its sub-field `sub`.
+        let route_err = |i: usize, name: &str, sub: &str, msg: &str| {
+            // Sub-rule messages start with their own field (`max_depth: …`): point there.
+            let (sub, msg) = match msg.split_once(": ") {
+                Some((f, rest))
+                    if !f.contains(' ')
+                        && marks
+                            .value(&format!("routes[{i}].{sub}.{}", plain_path(f)))
+                            .is_some() =>
+                {
+                    (format!("{sub}.{f}"), rest)
+                }
+                _ => (sub.to_owned(), msg),
             };
+            at(&format!("routes[{i}] ({name}).{sub}"), msg)
+        };
+        // Routes that failed to parse, minus the members in error: their other mistakes. A
+        // section a member was taken out of is skipped (its errors may come from that).
+        for p in partial {
+            let Ok(r) = serde_yaml::from_value::<RawRoute>(p.value) else {
+                continue;
+            };
+            let name = r.name.clone();
+            let top = |f: &str| f.split(['.', '[']).next().unwrap_or("").to_owned();
+            let cut: Vec<String> = p.removed.iter().map(|f| top(f)).collect();
+            if let Err(errs) = compile_route(
+                &api,
+                r,
+                &default_scopes,
+                default_binding,
+                &audiences,
+                raw.mode,
+            ) {
+                errors.extend(
+                    errs.iter()
+                        .filter(|(sub, _)| !cut.contains(&top(sub)))
+                        .map(|(sub, msg)| route_err(p.index, &name, sub, msg)),
+                );
+            }
+        }
+        for (r, &i) in raw.routes.into_iter().zip(&kept) {
+            let name = r.name.clone();
+            let err = |sub: &str, msg: &str| route_err(i, &name, sub, msg);
             match compile_route(
                 &api,
                 r,
@@ -123,7 +150,7 @@ pub(super) fn compile_all(sources: &[(PathBuf, String)]) -> Compiled {
                 &audiences,
                 raw.mode,
             ) {
-                Err((sub, msg)) => errors.push(err(&sub, &msg)),
+                Err(errs) => errors.extend(errs.iter().map(|(sub, msg)| err(sub, msg))),
                 Ok(route) => {
                     let key = format!("{}\u{0}{}", route.api, route.name);
                     if let Some(first) = names.get(&key) {
@@ -269,6 +296,7 @@ fn example_path(template: &str) -> String {
         .join("/")
 }
 
+/// Compiles one route, reporting every mistake in it: `(field, message)` each.
 fn compile_route(
     api: &Arc<str>,
     r: RawRoute,
@@ -276,21 +304,31 @@ fn compile_route(
     default_binding: Binding,
     audiences: &Option<Arc<[String]>>,
     mode: Mode,
-) -> Result<Route, (String, String)> {
+) -> Result<Route, Vec<(String, String)>> {
+    let mut errs: Vec<(String, String)> = Vec::new();
     if r.name.is_empty() || !is_label_safe(&r.name) {
-        return Err((
+        errs.push((
             "name".into(),
             "must be a non-empty name of [A-Za-z0-9_.-]".into(),
         ));
     }
-    let method = parse_method(&r.method).ok_or((
-        "method".into(),
-        format!(
-            "{:?} is not one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS",
-            r.method
-        ),
-    ))?;
-    check_template(&r.path).map_err(|m| ("path".into(), m))?;
+    let method = parse_method(&r.method);
+    if method.is_none() {
+        errs.push((
+            "method".into(),
+            format!(
+                "{:?} is not one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS",
+                r.method
+            ),
+        ));
+    }
+    let template_ok = match check_template(&r.path) {
+        Ok(()) => true,
+        Err(m) => {
+            errs.push(("path".into(), m));
+            false
+        }
+    };
     if r.public
         && (r.scopes.is_some()
             || r.binding.is_some()
@@ -299,7 +337,7 @@ fn compile_route(
             || r.purpose.is_some()
             || r.assurance.is_some())
     {
-        return Err((
+        errs.push((
             "public".into(),
             "a public route takes no token, so scopes, binding, consent, delegation, purpose \
              and assurance make no sense on it"
@@ -307,24 +345,35 @@ fn compile_route(
         ));
     }
     let scopes = r.scopes.unwrap_or_else(|| default_scopes.to_vec());
-    if let Some(i) = scopes.iter().position(|s| !is_scope_token(s)) {
-        return Err((format!("scopes[{i}]"), scope_error(&scopes[i])));
+    for (i, s) in scopes.iter().enumerate() {
+        if !is_scope_token(s) {
+            errs.push((format!("scopes[{i}]"), scope_error(s)));
+        }
     }
     let delegation = r
         .delegation
-        .map(|d| d.compile().map_err(|m| ("delegation".into(), m)))
-        .transpose()?;
+        .map(|d| section(&mut errs, "delegation", d.compile()));
     let purpose = r
         .purpose
-        .map(|p| purpose::compile(p).map_err(|m| ("purpose".into(), m)))
-        .transpose()?;
+        .map(|p| section(&mut errs, "purpose", purpose::compile(p)));
     let assurance = r
         .assurance
-        .map(|a| a.compile().map_err(|m| ("assurance".into(), m)))
-        .transpose()?;
+        .map(|a| section(&mut errs, "assurance", a.compile()));
+    // Consent rules name path parameters: only a checked template has them.
     let consent = match r.consent {
-        None => None,
-        Some(c) => Some(c.compile(&template_params(&r.path))?),
+        Some(c) if template_ok => match c.compile(&template_params(&r.path)) {
+            Ok(c) => Some(Some(c)),
+            Err(e) => {
+                errs.push(e);
+                None
+            }
+        },
+        Some(_) => None,
+        None => Some(None),
+    };
+    // Without errors every part compiled (`None` arms above push an error).
+    let (Some(method), Some(consent), true) = (method, consent, errs.is_empty()) else {
+        return Err(errs);
     };
     Ok(Route {
         api: api.clone(),
@@ -337,10 +386,21 @@ fn compile_route(
         audiences: audiences.clone(),
         mode: r.mode.unwrap_or(mode),
         consent,
-        delegation,
-        purpose,
-        assurance,
+        delegation: delegation.flatten(),
+        purpose: purpose.flatten(),
+        assurance: assurance.flatten(),
     })
+}
+
+/// A compiled section, or `None` with its error recorded.
+fn section<T>(errs: &mut Vec<(String, String)>, field: &str, r: Result<T, String>) -> Option<T> {
+    match r {
+        Ok(v) => Some(v),
+        Err(m) => {
+            errs.push((field.into(), m));
+            None
+        }
+    }
 }
 
 /// The `{name}` / `{*name}` parameter names of a (checked) template.

@@ -29,7 +29,7 @@ use crate::reason::DenyReason;
 use crate::token::VerifiedToken;
 
 const TEST_ISSUER: &str = "policy-test";
-const PUBLIC_URL: &str = "https://api.bank.example";
+pub(super) const PUBLIC_URL: &str = "https://api.bank.example";
 
 /// A policy test file (`*_test.yaml`): table tests run by `fapi-guard policy test`.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -45,7 +45,7 @@ pub(super) struct RawTestFile {
 }
 
 /// One case: a request, the token's claims (taken as verified), the consent records the consent service would return, and the expected decision.
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "TestCase")]
 pub(super) struct RawCase {
@@ -59,7 +59,7 @@ pub(super) struct RawCase {
 }
 
 /// The request of a case.
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "TestRequest")]
 pub(super) struct RawRequest {
@@ -72,7 +72,7 @@ pub(super) struct RawRequest {
 }
 
 /// `allow`, or `{deny: <reason code>}`.
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub(super) enum Expect {
     /// `allow`
@@ -113,7 +113,7 @@ impl CaseResult {
 
 /// Reads a test file: every structural error, and every `expect` naming no reason code (with
 /// the closest code as a hint), located.
-fn read_file(file: &Path) -> Result<(RawTestFile, Vec<String>), Vec<InvalidConfig>> {
+pub(super) fn read_file(file: &Path) -> Result<(RawTestFile, Vec<String>), Vec<InvalidConfig>> {
     let src = std::fs::read_to_string(file)
         .map_err(|e| vec![InvalidConfig::new(file, "", format!("cannot read: {e}"))])?;
     let parsed = parse_yaml_list::<RawTestFile, RawCase>(file, &src, "cases");
@@ -124,32 +124,20 @@ fn read_file(file: &Path) -> Result<(RawTestFile, Vec<String>), Vec<InvalidConfi
     };
     let mut expected = Vec::with_capacity(raw.cases.len());
     for (case, &i) in raw.cases.iter().zip(&parsed.kept) {
-        let field = format!("cases[{i}] ({})", case.name);
-        match &case.expect {
-            Expect::Word(w) if w == "allow" => expected.push("allow".to_owned()),
-            Expect::Deny { deny } if DenyReason::parse(deny).is_some() => {
-                expected.push(format!("deny {deny}"));
-            }
-            Expect::Deny { deny } => {
-                let hint = closest(deny, DenyReason::ALL.iter().map(|r| r.as_str()))
-                    .map_or(String::new(), |c| format!(", did you mean `{c}`?"));
-                errors.push(
-                    InvalidConfig::new(
-                        file,
-                        format!("{field}.expect.deny"),
-                        format!("unknown deny reason `{deny}`{hint}"),
-                    )
-                    .locate(&marks),
-                );
-            }
-            Expect::Word(w) => errors.push(
-                InvalidConfig::new(
-                    file,
-                    format!("{field}.expect"),
-                    format!("`{w}`: must be `allow` or `{{deny: <reason code>}}`"),
-                )
-                .locate(&marks),
-            ),
+        match check_expect(file, &marks, i, case) {
+            Ok(e) => expected.push(e),
+            Err(e) => errors.push(e),
+        }
+    }
+    // Cases that failed to parse, minus the members in error: a bad `expect` of theirs too.
+    for p in parsed.partial {
+        if p.removed.iter().any(|r| r.starts_with("expect")) {
+            continue;
+        }
+        if let Ok(case) = serde_yaml::from_value::<RawCase>(p.value)
+            && let Err(e) = check_expect(file, &marks, p.index, &case)
+        {
+            errors.push(e);
         }
     }
     errors.sort_by_key(|e| (e.line, e.column));
@@ -157,6 +145,36 @@ fn read_file(file: &Path) -> Result<(RawTestFile, Vec<String>), Vec<InvalidConfi
         Ok((raw, expected))
     } else {
         Err(errors)
+    }
+}
+
+/// What case `i` expects (`allow` or `deny <reason>`), or why that is no expectation.
+fn check_expect(
+    file: &Path,
+    marks: &crate::config::Marks,
+    i: usize,
+    case: &RawCase,
+) -> Result<String, InvalidConfig> {
+    let field = format!("cases[{i}] ({})", case.name);
+    match &case.expect {
+        Expect::Word(w) if w == "allow" => Ok("allow".to_owned()),
+        Expect::Deny { deny } if DenyReason::parse(deny).is_some() => Ok(format!("deny {deny}")),
+        Expect::Deny { deny } => {
+            let hint = closest(deny, DenyReason::ALL.iter().map(|r| r.as_str()))
+                .map_or(String::new(), |c| format!(", did you mean `{c}`?"));
+            Err(InvalidConfig::new(
+                file,
+                format!("{field}.expect.deny"),
+                format!("unknown deny reason `{deny}`{hint}"),
+            )
+            .locate(marks))
+        }
+        Expect::Word(w) => Err(InvalidConfig::new(
+            file,
+            format!("{field}.expect"),
+            format!("`{w}`: must be `allow` or `{{deny: <reason code>}}`"),
+        )
+        .locate(marks)),
     }
 }
 
@@ -172,15 +190,24 @@ pub(super) fn schema_for(generator: &mut schemars::SchemaGenerator) -> schemars:
 
 /// Runs every case of one `*_test.yaml` file.
 pub fn run_file(file: &Path) -> Result<Vec<CaseResult>, Vec<InvalidConfig>> {
-    run_file_with_policy(file).map(|(r, _)| r)
+    run_file_with_policy(file).map(|r| r.results)
+}
+
+/// One test file's run, with what coverage needs.
+#[derive(Debug)]
+pub struct FileRun {
+    pub results: Vec<CaseResult>,
+    /// The policy the cases ran against, compiled.
+    pub set: PolicySet,
+    /// Its path as the test file's `policy:` names it, resolved against the test file.
+    pub policy: PathBuf,
 }
 
 /// `run_file`, also returning the compiled policy the cases ran against (for coverage).
-pub fn run_file_with_policy(
-    file: &Path,
-) -> Result<(Vec<CaseResult>, PolicySet), Vec<InvalidConfig>> {
+pub fn run_file_with_policy(file: &Path) -> Result<FileRun, Vec<InvalidConfig>> {
     let (raw, expected) = read_file(file)?;
-    let policies = PolicySet::load(&[resolve(file, &raw.policy)])?;
+    let policy = resolve(file, &raw.policy);
+    let policies = PolicySet::load(std::slice::from_ref(&policy))?;
     let public_url = raw.public_url.as_deref().unwrap_or(PUBLIC_URL);
     let mut results = Vec::with_capacity(raw.cases.len());
     for (case, expected) in raw.cases.into_iter().zip(expected) {
@@ -197,10 +224,14 @@ pub fn run_file_with_policy(
             decision,
         });
     }
-    Ok((results, policies))
+    Ok(FileRun {
+        results,
+        set: policies,
+        policy,
+    })
 }
 
-fn run_case(
+pub(super) fn run_case(
     policies: &PolicySet,
     case: &RawCase,
     public_url: &str,
