@@ -28,6 +28,7 @@ pub mod reload;
 pub mod response;
 pub mod revocation;
 pub mod secret;
+pub mod signature;
 pub mod server;
 pub mod state;
 pub mod tls;

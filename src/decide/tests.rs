@@ -66,6 +66,7 @@ fn route(binding: Binding, public: bool) -> Route {
         purpose: None,
         assurance: None,
         consent: None,
+        signatures: Default::default(),
     }
 }
 

@@ -326,6 +326,11 @@ fn compile_route(
         None => None,
         Some(c) => Some(c.compile(&template_params(&r.path))?),
     };
+    let signatures = r
+        .signatures
+        .map(|s| s.compile(r.public).map_err(|m| ("signatures".into(), m)))
+        .transpose()?
+        .unwrap_or_default();
     Ok(Route {
         api: api.clone(),
         name: Arc::from(r.name.as_str()),
@@ -340,6 +345,7 @@ fn compile_route(
         delegation,
         purpose,
         assurance,
+        signatures,
     })
 }
 
