@@ -30,6 +30,9 @@ pub enum SigFailure {
     Digest(DigestError),
     /// The client's keys could never be loaded: fail closed (503).
     KeysUnavailable,
+    /// The body could not be read to check its digest (too large, buffer budget spent, the
+    /// client failed): that reason is the answer.
+    Body(DenyReason),
 }
 
 impl SigFailure {
@@ -41,6 +44,7 @@ impl SigFailure {
             Self::Stale(_) => DenyReason::SignatureStale,
             Self::Digest(_) => DenyReason::ContentDigestMismatch,
             Self::KeysUnavailable => DenyReason::DependencyUnavailable,
+            Self::Body(r) => *r,
         }
     }
 
@@ -50,6 +54,7 @@ impl SigFailure {
             Self::Invalid(d) | Self::Stale(d) => (*d).into(),
             Self::Digest(e) => e.to_string(),
             Self::KeysUnavailable => "client keys unavailable".into(),
+            Self::Body(r) => r.as_str().into(),
         }
     }
 }
