@@ -238,13 +238,12 @@ impl PublicJwk {
             return false;
         }
         match (&self.key, alg) {
-            (KeyMaterial::P256(point), JwsAlg::ES256) => {
-                Digest::import_less_safe(digest, &SHA256).is_ok_and(|d| {
+            (KeyMaterial::P256(point), JwsAlg::ES256) => Digest::import_less_safe(digest, &SHA256)
+                .is_ok_and(|d| {
                     signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
                         .verify_digest(&d, signature)
                         .is_ok()
-                })
-            }
+                }),
             (KeyMaterial::Rsa { n, e }, JwsAlg::PS512) => {
                 let parsed = RsaPublicKeyComponents {
                     n: n.as_slice(),

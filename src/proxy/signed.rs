@@ -117,8 +117,7 @@ impl Guard {
         let Some(route) = eval.route.clone() else {
             return;
         };
-        if !route.signatures.verifies_requests() || !matches!(eval.decision, Decision::Allow(_))
-        {
+        if !route.signatures.verifies_requests() || !matches!(eval.decision, Decision::Allow(_)) {
             return;
         }
         let required = route.signatures.request == crate::signature::RequestSignatures::Required;
@@ -202,7 +201,10 @@ impl Guard {
         }
         let bytes = match Limited::new(body, bound).collect().await {
             Ok(c) => c.to_bytes(),
-            Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            Err(e)
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
                 return Err("response_too_large");
             }
             Err(_) => return Err("body"),

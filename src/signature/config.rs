@@ -161,9 +161,7 @@ impl SignaturesConfig {
         if let Some(id) = &self.response_key_id {
             // It travels as an sf-string (`keyid="…"`, RFC 8941 §3.3.3): printable ASCII.
             if id.is_empty() || !id.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-                return Err(
-                    "signatures.response_key_id: must be non-empty printable ASCII".into(),
-                );
+                return Err("signatures.response_key_id: must be non-empty printable ASCII".into());
             }
         }
         let max_response_bytes = self.max_response_bytes.unwrap_or(max_body_bytes);
@@ -193,7 +191,10 @@ mod tests {
     fn client_entries_compile_or_name_the_field() {
         let ok = clients("[{client_id: tpp-1, jwks_file: c/tpp-1.json}, {client_id: tpp-2, jwks_uri: https://tpp2.example/jwks}]")
             .expect("valid");
-        assert_eq!(ok[0].keys.keys, KeySource::File("/etc/fg/c/tpp-1.json".into()));
+        assert_eq!(
+            ok[0].keys.keys,
+            KeySource::File("/etc/fg/c/tpp-1.json".into())
+        );
         assert_eq!(ok[1].keys.issuer, "client:tpp-2");
         let cases = [
             ("no key source", "[{client_id: a}]", "clients[0].jwks_uri"),
@@ -207,13 +208,21 @@ mod tests {
                 "[{client_id: a, jwks_file: x}, {client_id: a, jwks_file: y}]",
                 "clients[1].client_id: duplicate",
             ),
-            ("empty id", "[{client_id: '', jwks_file: x}]", "clients[0].client_id"),
+            (
+                "empty id",
+                "[{client_id: '', jwks_file: x}]",
+                "clients[0].client_id",
+            ),
             (
                 "plain http elsewhere",
                 "[{client_id: a, jwks_uri: 'http://tpp.example/jwks'}]",
                 "clients[0].jwks_uri: plain http",
             ),
-            ("unknown key", "[{client_id: a, jwks_file: x, kid: 1}]", "unknown field"),
+            (
+                "unknown key",
+                "[{client_id: a, jwks_file: x, kid: 1}]",
+                "unknown field",
+            ),
         ];
         for (name, yaml, want) in cases {
             let e = clients(yaml).expect_err(name);
@@ -233,9 +242,21 @@ mod tests {
         assert!(d.response_key.is_none());
         let cases = [
             ("zero max_age", "{max_age: 0s}", "signatures.max_age"),
-            ("missing key file", "{response_signing_key_file: nope.pem}", "signatures.response_signing_key_file"),
-            ("bad key id", "{response_key_id: \"\"}", "signatures.response_key_id"),
-            ("zero bound", "{max_response_bytes: 0}", "signatures.max_response_bytes"),
+            (
+                "missing key file",
+                "{response_signing_key_file: nope.pem}",
+                "signatures.response_signing_key_file",
+            ),
+            (
+                "bad key id",
+                "{response_key_id: \"\"}",
+                "signatures.response_key_id",
+            ),
+            (
+                "zero bound",
+                "{max_response_bytes: 0}",
+                "signatures.max_response_bytes",
+            ),
         ];
         for (name, y, want) in cases {
             let e = parse(y).expect_err(name);

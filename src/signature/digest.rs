@@ -127,7 +127,12 @@ mod tests {
                 HELLO,
                 Err(DigestError::Malformed),
             ),
-            ("not a dictionary", "sha-256=:", HELLO, Err(DigestError::Malformed)),
+            (
+                "not a dictionary",
+                "sha-256=:",
+                HELLO,
+                Err(DigestError::Malformed),
+            ),
             (
                 "empty content has a digest too",
                 "sha-256=:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=:",

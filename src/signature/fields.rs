@@ -158,10 +158,13 @@ pub fn select(headers: &HeaderMap, tag: &str) -> Result<Option<Selected>, FieldE
         return Ok(None);
     };
     if tagged.next().is_some() {
-        return Err(FieldError::Shape(INPUT, "two signatures carry the same tag"));
+        return Err(FieldError::Shape(
+            INPUT,
+            "two signatures carry the same tag",
+        ));
     }
-    let signatures = combined(headers, "signature")?
-        .ok_or(FieldError::Shape("signature", "missing"))?;
+    let signatures =
+        combined(headers, "signature")?.ok_or(FieldError::Shape("signature", "missing"))?;
     let value = parse_signatures(&signatures)?
         .into_iter()
         .find(|(l, _)| *l == input.label)

@@ -10,7 +10,7 @@ use super::config::ClientSettings;
 use super::verify::SigFailure;
 use crate::http_client::HttpsClient;
 use crate::metrics::Metrics;
-use crate::token::jwks::{self, Key, KeyLookupError, JwksStore};
+use crate::token::jwks::{self, JwksStore, Key, KeyLookupError};
 
 /// The key sets of every registered client, by `client_id`.
 pub struct ClientKeys {
@@ -44,12 +44,13 @@ impl ClientKeys {
     /// in the JWKS registered for the client the access token was issued to, never in another
     /// client's.
     pub async fn resolve(&self, client_id: &str, kid: &str) -> Result<Arc<Key>, SigFailure> {
-        let store = self
-            .by_client
-            .get(client_id)
-            .ok_or(SigFailure::Invalid("the token's client has no registered keys"))?;
+        let store = self.by_client.get(client_id).ok_or(SigFailure::Invalid(
+            "the token's client has no registered keys",
+        ))?;
         store.key_for_kid(kid).await.map_err(|e| match e {
-            KeyLookupError::NoMatchingKey => SigFailure::Invalid("keyid is not a key of the client"),
+            KeyLookupError::NoMatchingKey => {
+                SigFailure::Invalid("keyid is not a key of the client")
+            }
             KeyLookupError::Unavailable => SigFailure::KeysUnavailable,
         })
     }

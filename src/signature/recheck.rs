@@ -127,8 +127,8 @@ fn recheck_line(line: &str, book: &KeyBook, s: &mut RecheckSummary) -> Result<()
     ];
     for (field, owner) in stored {
         let Some(sig) = v.get(field) else { continue };
-        let info: SignatureInfo = serde_json::from_value(sig.clone())
-            .map_err(|e| format!("{field}: malformed: {e}"))?;
+        let info: SignatureInfo =
+            serde_json::from_value(sig.clone()).map_err(|e| format!("{field}: malformed: {e}"))?;
         let owner = owner.ok_or(format!("{field}: record has no client_id"))?;
         match check(&info, book.get(owner, &info.keyid)) {
             Outcome::Verified => s.verified += 1,
@@ -188,3 +188,96 @@ pub fn read_jwks(path: &Path) -> Result<Value, String> {
 
 #[cfg(test)]
 mod tests;
+
+/// Where `audit verify --signatures` finds public keys.
+#[derive(Debug, Default, Clone)]
+pub struct KeySources {
+    /// `--config FILE`: its `clients:` (files read, URIs fetched now) and, when configured,
+    /// the public half of `signatures.response_signing_key_file`.
+    pub config: Option<PathBuf>,
+    /// `--client-jwks CLIENT=FILE`: an archived JWKS of a client (keys rotate; an auditor
+    /// keeps the set that was valid when the trail was written).
+    pub client_jwks: Vec<(String, PathBuf)>,
+    /// `--response-jwks FILE`: the sidecar's admin `/jwks` as saved at the time (an
+    /// ephemeral response key exists nowhere else).
+    pub response_jwks: Option<PathBuf>,
+}
+
+impl KeySources {
+    /// Collects the keys. Fetching a client's `jwks_uri` needs the network.
+    pub async fn load(&self) -> Result<KeyBook, String> {
+        let mut book = KeyBook::default();
+        if let Some(path) = &self.config {
+            let config = crate::config::Config::load(path).map_err(|e| e.to_string())?;
+            let http = crate::http_client::HttpsClient::new()?;
+            for c in &config.clients {
+                let bytes = match &c.keys.keys {
+                    crate::config::KeySource::File(p) => {
+                        std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?
+                    }
+                    crate::config::KeySource::Uri(u) => http
+                        .get(u, std::time::Duration::from_secs(10), 1024 * 1024)
+                        .await
+                        .map_err(|e| format!("{u}: {e}"))?,
+                };
+                let jwks: Value = serde_json::from_slice(&bytes)
+                    .map_err(|e| format!("keys of {}: not JSON: {e}", c.client_id))?;
+                book.add_jwks(&c.client_id, &jwks)
+                    .map_err(|e| format!("keys of {}: {e}", c.client_id))?;
+            }
+            if let Some(s) = config
+                .signatures
+                .as_ref()
+                .filter(|s| s.response_key.is_some())
+            {
+                let signer = super::ResponseSigner::new(s)?;
+                book.add_jwks(SIDECAR, &signer.jwks())?;
+            }
+        }
+        for (client, path) in &self.client_jwks {
+            book.add_jwks(client, &read_jwks(path)?)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        if let Some(path) = &self.response_jwks {
+            book.add_jwks(SIDECAR, &read_jwks(path)?)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        Ok(book)
+    }
+}
+
+/// `audit verify --signatures`, after the chain verified: the summary line and 0, the first
+/// failing signature (`FILE:LINE: …`) and 1, or 2 when no key source could be read.
+pub async fn run_cli(files: &[PathBuf], sources: &KeySources) -> i32 {
+    let book = match sources.load().await {
+        Ok(b) if !b.is_empty() => b,
+        Ok(_) => {
+            eprintln!(
+                "audit verify --signatures: no keys (give --config, --client-jwks or --response-jwks)"
+            );
+            return 2;
+        }
+        Err(e) => {
+            eprintln!("audit verify --signatures: {e}");
+            return 2;
+        }
+    };
+    match recheck_files(files, &book) {
+        Ok(summary) => {
+            println!("{summary}");
+            0
+        }
+        Err(f) => {
+            eprintln!("{f}");
+            1
+        }
+    }
+}
+
+/// Parses `CLIENT=FILE` (`--client-jwks`).
+pub fn parse_client_jwks(s: &str) -> Result<(String, PathBuf), String> {
+    match s.split_once('=') {
+        Some((c, f)) if !c.is_empty() && !f.is_empty() => Ok((c.to_owned(), PathBuf::from(f))),
+        _ => Err(format!("{s:?}: expected CLIENT_ID=JWKS_FILE")),
+    }
+}

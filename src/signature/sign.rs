@@ -108,7 +108,11 @@ pub fn produce(
     }
     .get(digest::HEADER)
     .and_then(|v| v.to_str().ok())
-    .filter(|_| components.iter().any(|c| c.name == digest::HEADER && !c.req))
+    .filter(|_| {
+        components
+            .iter()
+            .any(|c| c.name == digest::HEADER && !c.req)
+    })
     .map(str::to_owned);
     let info = audit_info(label, &input, alg, &value, &base, content_digest);
     Ok(Produced {
@@ -138,8 +142,10 @@ impl std::fmt::Debug for ResponseSigner {
 impl ResponseSigner {
     pub fn new(settings: &SignatureSettings) -> Result<Self, String> {
         let pair = match &settings.response_key {
-            Some(der) => EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_FIXED_SIGNING, &der.0)
-                .map_err(|_| "signatures.response_signing_key_file: not an EC P-256 key")?,
+            Some(der) => {
+                EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_FIXED_SIGNING, &der.0)
+                    .map_err(|_| "signatures.response_signing_key_file: not an EC P-256 key")?
+            }
             None => EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
                 .map_err(|_| "signatures: key generation failed")?,
         };

@@ -68,7 +68,11 @@ fn rfc9421_b26_ed25519_is_reproduced_byte_for_byte() {
 
     // B.1.4: the private key; Ed25519 is deterministic, so our signature is the RFC's.
     let seed = URL_SAFE_NO_PAD
-        .decode(v["test-key-ed25519"]["private_seed"].as_str().expect("seed"))
+        .decode(
+            v["test-key-ed25519"]["private_seed"]
+                .as_str()
+                .expect("seed"),
+        )
         .expect("seed");
     let pair = Ed25519KeyPair::from_seed_unchecked(&seed).expect("seed");
     let jwk = public(&v, "test-key-ed25519");
@@ -105,7 +109,10 @@ fn rfc9421_b24_ecdsa_verifies_and_fails_once_a_component_changes() {
     let h = headers(resp);
     let base = base_of(200, &h);
     assert_eq!(base, v["B.2.4"]["base"].as_str().expect("base"));
-    assert!(jwk.verify(JwsAlg::ES256, base.as_bytes(), &sig), "B.2.4 verifies");
+    assert!(
+        jwk.verify(JwsAlg::ES256, base.as_bytes(), &sig),
+        "B.2.4 verifies"
+    );
     // The body is covered through its digest (RFC 9530): the RFC's own digest matches it.
     let body = resp["body"].as_str().expect("body").as_bytes();
     assert_eq!(digest::verify(&h, body), Ok(()));
@@ -114,12 +121,7 @@ fn rfc9421_b24_ecdsa_verifies_and_fails_once_a_component_changes() {
         ("status", 201, "content-type", "application/json"),
         ("content-type", 200, "content-type", "text/plain"),
         ("content-length", 200, "content-length", "24"),
-        (
-            "content-digest",
-            200,
-            "content-digest",
-            "sha-512=:AAAA:",
-        ),
+        ("content-digest", 200, "content-digest", "sha-512=:AAAA:"),
     ];
     for (name, status, field, value) in edits {
         let mut changed = h.clone();

@@ -84,11 +84,17 @@ pub fn candidate(req: &RequestParts<'_>, w: Window) -> Result<Option<Candidate>,
     let selected = match fields::select(req.headers, REQUEST_TAG) {
         Ok(Some(s)) => s,
         Ok(None) => return Ok(None),
-        Err(_) => return Err(SigFailure::Invalid("malformed Signature-Input or Signature")),
+        Err(_) => {
+            return Err(SigFailure::Invalid(
+                "malformed Signature-Input or Signature",
+            ));
+        }
     };
     let p = &selected.input.params;
     // FAPI 2.0 Message Signing: `created` and `keyid` are required.
-    let created = p.created.ok_or(SigFailure::Invalid("no created parameter"))?;
+    let created = p
+        .created
+        .ok_or(SigFailure::Invalid("no created parameter"))?;
     let keyid = p
         .keyid
         .clone()
@@ -98,7 +104,9 @@ pub fn candidate(req: &RequestParts<'_>, w: Window) -> Result<Option<Candidate>,
         return Err(SigFailure::Stale("created is in the future"));
     }
     if w.now.saturating_sub(created) > secs(w.max_age) {
-        return Err(SigFailure::Stale("created is older than signatures.max_age"));
+        return Err(SigFailure::Stale(
+            "created is older than signatures.max_age",
+        ));
     }
     // RFC 9421 §3.2 step 4: an expired signature is refused.
     if p.expires.is_some_and(|e| e.saturating_add(skew) < w.now) {

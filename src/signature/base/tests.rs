@@ -31,10 +31,7 @@ fn derived_components() {
         ),
         ("@authority", "www.example.com"),
         ("@scheme", "https"),
-        (
-            "@request-target",
-            "/path?param=value&foo=bar&baz=bat%2Dman",
-        ),
+        ("@request-target", "/path?param=value&foo=bar&baz=bat%2Dman"),
         ("@path", "/path"),
         ("@query", "?param=value&foo=bar&baz=bat%2Dman"),
     ];
@@ -47,8 +44,14 @@ fn derived_components() {
     }
     // §2.2.7: no query is `?` alone; §2.2.6: an empty path is `/`.
     let bare = req(&h, "", None);
-    assert_eq!(one(Message::Request(bare), Component::new("@query")).as_deref(), Ok("?"));
-    assert_eq!(one(Message::Request(bare), Component::new("@path")).as_deref(), Ok("/"));
+    assert_eq!(
+        one(Message::Request(bare), Component::new("@query")).as_deref(),
+        Ok("?")
+    );
+    assert_eq!(
+        one(Message::Request(bare), Component::new("@path")).as_deref(),
+        Ok("/")
+    );
     assert_eq!(
         one(Message::Request(bare), Component::new("@target-uri")).as_deref(),
         Ok("https://www.example.com/")
@@ -90,17 +93,61 @@ fn components_that_do_not_apply_are_refused() {
         ..resp
     };
     let cases: [(&str, Message<'_>, Component, Result<&str, ()>); 8] = [
-        ("@status of a response", Message::Response(resp), Component::new("@status"), Ok("201")),
-        ("@status of a request", Message::Request(r), Component::new("@status"), Err(())),
-        ("req on a request", Message::Request(r), Component::req("@method"), Err(())),
-        ("@method;req", Message::Response(resp), Component::req("@method"), Ok("POST")),
-        ("@method;req without request", Message::Response(no_req), Component::req("@method"), Err(())),
-        ("@method of a response", Message::Response(resp), Component::new("@method"), Err(())),
-        ("@query-param", Message::Request(r), Component::new("@query-param"), Err(())),
-        ("@signature-params", Message::Request(r), Component::new("@signature-params"), Err(())),
+        (
+            "@status of a response",
+            Message::Response(resp),
+            Component::new("@status"),
+            Ok("201"),
+        ),
+        (
+            "@status of a request",
+            Message::Request(r),
+            Component::new("@status"),
+            Err(()),
+        ),
+        (
+            "req on a request",
+            Message::Request(r),
+            Component::req("@method"),
+            Err(()),
+        ),
+        (
+            "@method;req",
+            Message::Response(resp),
+            Component::req("@method"),
+            Ok("POST"),
+        ),
+        (
+            "@method;req without request",
+            Message::Response(no_req),
+            Component::req("@method"),
+            Err(()),
+        ),
+        (
+            "@method of a response",
+            Message::Response(resp),
+            Component::new("@method"),
+            Err(()),
+        ),
+        (
+            "@query-param",
+            Message::Request(r),
+            Component::new("@query-param"),
+            Err(()),
+        ),
+        (
+            "@signature-params",
+            Message::Request(r),
+            Component::new("@signature-params"),
+            Err(()),
+        ),
     ];
     for (name, msg, c, want) in cases {
-        assert_eq!(one(msg, c).map_err(|_| ()), want.map(str::to_owned), "{name}");
+        assert_eq!(
+            one(msg, c).map_err(|_| ()),
+            want.map(str::to_owned),
+            "{name}"
+        );
     }
 }
 
@@ -112,5 +159,8 @@ fn obs_text_in_a_covered_field_is_refused() {
         HeaderValue::from_bytes(b"caf\xe9").expect("obs-text is a valid header value"),
     );
     let r = Message::Request(req(&h, "/", None));
-    assert!(matches!(one(r, Component::new("x-latin")), Err(BaseError::NotAscii(_))));
+    assert!(matches!(
+        one(r, Component::new("x-latin")),
+        Err(BaseError::NotAscii(_))
+    ));
 }

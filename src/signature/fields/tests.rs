@@ -14,7 +14,10 @@ fn a_signature_input_parses_with_its_serialization() {
     assert_eq!(i.params.keyid.as_deref(), Some("k1"));
     assert_eq!(i.params.tag.as_deref(), Some("fapi-2-request"));
     assert_eq!(
-        i.components.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        i.components
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
         ["@method", "@target-uri", "authorization"]
     );
     // The @signature-params value is the member re-serialized (RFC 9421 §2.3).
@@ -33,9 +36,18 @@ fn hostile_signature_inputs_are_refused() {
         .join(", ");
     let cases: Vec<(&str, String)> = vec![
         ("duplicate label", format!("{GOOD}, sig1=()")),
-        ("duplicate parameter", r#"sig1=("@method");created=1;created=2"#.into()),
-        ("duplicate component flag", r#"sig1=("@method";req;req)"#.into()),
-        ("same component twice", r#"sig1=("@method" "@method")"#.into()),
+        (
+            "duplicate parameter",
+            r#"sig1=("@method");created=1;created=2"#.into(),
+        ),
+        (
+            "duplicate component flag",
+            r#"sig1=("@method";req;req)"#.into(),
+        ),
+        (
+            "same component twice",
+            r#"sig1=("@method" "@method")"#.into(),
+        ),
         ("member is an item", r#"sig1="@method""#.into()),
         ("component is a token", "sig1=(date)".into()),
         ("upper-case field", r#"sig1=("Date")"#.into()),
@@ -88,14 +100,23 @@ fn select_picks_the_tagged_signature_only() {
         HeaderValue::from_static(r#"other=("@method");tag="x""#),
     );
     h.append("signature-input", HeaderValue::from_static(GOOD));
-    h.append("signature", HeaderValue::from_static("other=:AAEC:, sig1=:AQID:"));
+    h.append(
+        "signature",
+        HeaderValue::from_static("other=:AAEC:, sig1=:AQID:"),
+    );
     let s = select(&h, "fapi-2-request").expect("ok").expect("found");
-    assert_eq!((s.input.label.as_str(), s.value.as_slice()), ("sig1", &[1u8, 2, 3][..]));
+    assert_eq!(
+        (s.input.label.as_str(), s.value.as_slice()),
+        ("sig1", &[1u8, 2, 3][..])
+    );
     assert_eq!(select(&h, "nothing"), Ok(None));
 
     // A label in two field lines is one duplicated dictionary key.
     let mut dup = h.clone();
-    dup.append("signature-input", HeaderValue::from_static(r#"sig1=("@path")"#));
+    dup.append(
+        "signature-input",
+        HeaderValue::from_static(r#"sig1=("@path")"#),
+    );
     assert!(select(&dup, "fapi-2-request").is_err());
     // Two signatures with the tag: ambiguous.
     let mut two = HeaderMap::new();
@@ -104,7 +125,10 @@ fn select_picks_the_tagged_signature_only() {
         "signature-input",
         HeaderValue::from_static(r#"sig2=("@method");tag="fapi-2-request""#),
     );
-    two.append("signature", HeaderValue::from_static("sig1=:AQID:, sig2=:AQID:"));
+    two.append(
+        "signature",
+        HeaderValue::from_static("sig1=:AQID:, sig2=:AQID:"),
+    );
     assert!(select(&two, "fapi-2-request").is_err());
     // The tagged input without a value.
     let mut lonely = HeaderMap::new();

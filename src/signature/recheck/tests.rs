@@ -18,7 +18,10 @@ fn b64u(b: &[u8]) -> String {
 /// A signed request's audit info, made with `sign` (the signer's algorithm `alg`).
 fn info(alg: Algorithm, sign: impl FnOnce(&[u8]) -> Vec<u8>) -> SignatureInfo {
     let mut h = HeaderMap::new();
-    h.insert("authorization", http::HeaderValue::from_static("DPoP secret-token"));
+    h.insert(
+        "authorization",
+        http::HeaderValue::from_static("DPoP secret-token"),
+    );
     let req = RequestParts {
         method: "GET",
         scheme: "https",
@@ -33,9 +36,11 @@ fn info(alg: Algorithm, sign: impl FnOnce(&[u8]) -> Vec<u8>) -> SignatureInfo {
         keyid: Some("k1".into()),
         ..Params::default()
     };
-    produce("sig1", Message::Request(req), &comps, &params, alg, |b| Ok::<_, SignError>(sign(b)))
-        .expect("signed")
-        .info
+    produce("sig1", Message::Request(req), &comps, &params, alg, |b| {
+        Ok::<_, SignError>(sign(b))
+    })
+    .expect("signed")
+    .info
 }
 
 fn write(dir: &Path, lines: &[Value]) -> PathBuf {
@@ -73,8 +78,10 @@ fn stored_signatures_are_rechecked_and_tampering_fails() {
         ..ec_info.clone()
     };
     let mut book = KeyBook::default();
-    book.add_jwks("tpp-1", &json!({"keys": [ec_jwk]})).expect("jwks");
-    book.add_jwks("tpp-rsa", &json!({"keys": [rsa_jwk]})).expect("jwks");
+    book.add_jwks("tpp-1", &json!({"keys": [ec_jwk]}))
+        .expect("jwks");
+    book.add_jwks("tpp-rsa", &json!({"keys": [rsa_jwk]}))
+        .expect("jwks");
     let dir = tempfile::tempdir().expect("dir");
 
     let good = write(
@@ -107,9 +114,18 @@ fn stored_signatures_are_rechecked_and_tampering_fails() {
     let cases = [
         ("signature value edited", decision("tpp-1", &flipped)),
         ("base digest edited", decision("tpp-rsa", &other_base)),
-        ("signed by another client's key", decision("tpp-rsa", &ec_info)),
-        ("no client_id", json!({"kind": "decision", "signature": ec_info})),
-        ("malformed object", json!({"kind": "decision", "client_id": "tpp-1", "signature": {"alg": 1}})),
+        (
+            "signed by another client's key",
+            decision("tpp-rsa", &ec_info),
+        ),
+        (
+            "no client_id",
+            json!({"kind": "decision", "signature": ec_info}),
+        ),
+        (
+            "malformed object",
+            json!({"kind": "decision", "client_id": "tpp-1", "signature": {"alg": 1}}),
+        ),
     ];
     for (name, line) in cases {
         let p = write(dir.path(), &[decision("tpp-1", &ec_info), line]);

@@ -29,8 +29,8 @@ fn verify(signer: &ResponseSigner, status: u16, h: &HeaderMap, req: RequestParts
         headers: h,
         request: Some(req),
     });
-    let base = base::signature_base(msg, &sel.input.components, &sel.input.serialized)
-        .expect("base");
+    let base =
+        base::signature_base(msg, &sel.input.components, &sel.input.serialized).expect("base");
     let jwk = PublicJwk::from_json(
         signer
             .jwk()
@@ -44,7 +44,11 @@ fn verify(signer: &ResponseSigner, status: u16, h: &HeaderMap, req: RequestParts
             .expect("object"),
     )
     .expect("public jwk");
-    jwk.verify(Algorithm::EcdsaP256Sha256.jws(), base.as_bytes(), &sel.value)
+    jwk.verify(
+        Algorithm::EcdsaP256Sha256.jws(),
+        base.as_bytes(),
+        &sel.value,
+    )
 }
 
 #[test]
@@ -54,7 +58,10 @@ fn the_response_signature_replaces_the_apis_and_verifies() {
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     // The API's own signature fields must not travel beside ours.
     h.insert("signature", HeaderValue::from_static("evil=:AAAA:"));
-    h.insert("signature-input", HeaderValue::from_static(r#"evil=();tag="fapi-2-response""#));
+    h.insert(
+        "signature-input",
+        HeaderValue::from_static(r#"evil=();tag="fapi-2-response""#),
+    );
     h.insert(digest::HEADER, HeaderValue::from_static("sha-256=:AAAA:"));
     let empty = HeaderMap::new();
     let body = br#"{"Data":{"Status":"Accepted"}}"#;
@@ -68,7 +75,13 @@ fn the_response_signature_replaces_the_apis_and_verifies() {
     assert!(verify(&signer, 201, &h, request(&empty)));
     assert_eq!(
         info.components,
-        ["@status", "content-type", "content-digest", "@method;req", "@target-uri;req"]
+        [
+            "@status",
+            "content-type",
+            "content-digest",
+            "@method;req",
+            "@target-uri;req"
+        ]
     );
     assert_eq!(info.tag.as_deref(), Some(RESPONSE_TAG));
     assert_eq!(info.keyid, signer.keyid());
@@ -104,7 +117,10 @@ fn key_id_is_configured_or_the_thumbprint() {
     let plain = ResponseSigner::new(&settings()).expect("key");
     assert_eq!(plain.keyid().len(), 43, "RFC 7638 thumbprint");
     assert_eq!(plain.jwks()["keys"][0]["kid"], plain.keyid());
-    assert!(plain.jwk().get("d").is_none(), "no private member published");
+    assert!(
+        plain.jwk().get("d").is_none(),
+        "no private member published"
+    );
     let named = ResponseSigner::new(&SignatureSettings {
         response_key_id: Some("resp-1".into()),
         ..settings()

@@ -49,7 +49,10 @@ impl Client {
             },
         )
         .expect("sign");
-        h.insert("signature-input", HeaderValue::from_str(&p.input).expect("v"));
+        h.insert(
+            "signature-input",
+            HeaderValue::from_str(&p.input).expect("v"),
+        );
         h.insert("signature", HeaderValue::from_str(&p.signature).expect("v"));
     }
 }
@@ -75,7 +78,12 @@ fn base_headers() -> HeaderMap {
     h
 }
 
-fn parts<'a>(h: &'a HeaderMap, method: &'a str, path: &'a str, q: Option<&'a str>) -> RequestParts<'a> {
+fn parts<'a>(
+    h: &'a HeaderMap,
+    method: &'a str,
+    path: &'a str,
+    q: Option<&'a str>,
+) -> RequestParts<'a> {
     RequestParts {
         method,
         scheme: "https",
@@ -86,7 +94,13 @@ fn parts<'a>(h: &'a HeaderMap, method: &'a str, path: &'a str, q: Option<&'a str
     }
 }
 
-const FULL: &[&str] = &["@method", "@target-uri", "authorization", "dpop", "content-digest"];
+const FULL: &[&str] = &[
+    "@method",
+    "@target-uri",
+    "authorization",
+    "dpop",
+    "content-digest",
+];
 
 fn window() -> Window {
     Window {
@@ -105,10 +119,19 @@ fn run(
     let client = Client::new();
     let mut h = base_headers();
     let signed = h.clone();
-    client.sign(&mut h, parts(&signed, "POST", "/payments", Some("a=1")), names, params);
+    client.sign(
+        &mut h,
+        parts(&signed, "POST", "/payments", Some("a=1")),
+        names,
+        params,
+    );
     let (mut method, mut path, mut body) = ("POST", "/payments", BODY);
     tamper(&mut h, &mut method, &mut path, &mut body);
-    let query = if path.contains("?") { None } else { Some("a=1") };
+    let query = if path.contains("?") {
+        None
+    } else {
+        Some("a=1")
+    };
     let (path, query) = match path.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (path, query),
@@ -123,7 +146,9 @@ fn run(
 
 #[test]
 fn a_correct_signature_verifies_and_is_audited_without_its_base() {
-    let info = run(FULL, params(), |_, _, _, _| {}).expect("verifies").expect("present");
+    let info = run(FULL, params(), |_, _, _, _| {})
+        .expect("verifies")
+        .expect("present");
     assert_eq!(info.keyid, "k1");
     assert_eq!(info.alg, "ecdsa-p256-sha256");
     assert_eq!(info.components, FULL);
@@ -132,7 +157,10 @@ fn a_correct_signature_verifies_and_is_audited_without_its_base() {
     assert!(info.base_sha512.is_none());
     assert_eq!(info.content_digest, Some(digest::sha256_field(BODY)));
     let json = serde_json::to_string(&info).expect("json");
-    assert!(!json.contains("token-abc"), "the base (with the token) is never stored");
+    assert!(
+        !json.contains("token-abc"),
+        "the base (with the token) is never stored"
+    );
 }
 
 #[test]
@@ -146,37 +174,179 @@ fn every_way_a_request_signature_fails() {
         p
     };
     let cases: Vec<(&str, &[&str], Params, Tamper, R)> = vec![
-        ("body changed", FULL, params(), |_, _, _, b| *b = br#"{"amount":"99.00"}"#, R::ContentDigestMismatch),
-        ("header changed", FULL, params(), |h, _, _, _| {
-            h.insert("authorization", HeaderValue::from_static("DPoP other"));
-        }, R::SignatureInvalid),
-        ("method changed", FULL, params(), |_, m, _, _| *m = "PUT", R::SignatureInvalid),
-        ("path changed", FULL, params(), |_, _, p, _| *p = "/payments/2", R::SignatureInvalid),
-        ("query changed", FULL, params(), |_, _, p, _| *p = "/payments?a=2", R::SignatureInvalid),
-        ("digest rewritten with the body", FULL, params(), |h, _, _, b| {
-            *b = b"{}";
-            h.insert("content-digest", HeaderValue::from_str(&digest::sha256_field(b"{}")).expect("v"));
-        }, R::SignatureInvalid),
-        ("stale", FULL, with(|p| p.created = Some(NOW - 61)), none, R::SignatureStale),
-        ("future", FULL, with(|p| p.created = Some(NOW + 11)), none, R::SignatureStale),
-        ("expired", FULL, with(|p| p.expires = Some(NOW - 11)), none, R::SignatureStale),
-        ("no created", FULL, with(|p| p.created = None), none, R::SignatureInvalid),
-        ("no keyid", FULL, with(|p| p.keyid = None), none, R::SignatureInvalid),
-        ("hmac alg", FULL, with(|p| p.alg = Some("hmac-sha256".into())), none, R::SignatureInvalid),
-        ("unknown alg", FULL, with(|p| p.alg = Some("rot13".into())), none, R::SignatureInvalid),
-        ("alg not the key's", FULL, with(|p| p.alg = Some("ed25519".into())), none, R::SignatureInvalid),
-        ("@method not covered", &["@target-uri", "authorization", "dpop", "content-digest"], params(), none, R::SignatureInvalid),
-        ("@target-uri not covered", &["@method", "@path", "@query", "authorization", "dpop", "content-digest"], params(), none, R::SignatureInvalid),
-        ("authorization not covered", &["@method", "@target-uri", "dpop", "content-digest"], params(), none, R::SignatureInvalid),
-        ("dpop not covered", &["@method", "@target-uri", "authorization", "content-digest"], params(), none, R::SignatureInvalid),
-        ("content-digest not covered, body sent", &["@method", "@target-uri", "authorization", "dpop"], params(), none, R::SignatureInvalid),
-        ("signature value replaced", FULL, params(), |h, _, _, _| {
-            h.insert("signature", HeaderValue::from_static("sig1=:AAAA:"));
-        }, R::SignatureInvalid),
-        ("tag missing: no fapi signature", FULL, with(|p| p.tag = None), none, R::SignatureMissing),
-        ("signature header removed", FULL, params(), |h, _, _, _| {
-            h.remove("signature");
-        }, R::SignatureInvalid),
+        (
+            "body changed",
+            FULL,
+            params(),
+            |_, _, _, b| *b = br#"{"amount":"99.00"}"#,
+            R::ContentDigestMismatch,
+        ),
+        (
+            "header changed",
+            FULL,
+            params(),
+            |h, _, _, _| {
+                h.insert("authorization", HeaderValue::from_static("DPoP other"));
+            },
+            R::SignatureInvalid,
+        ),
+        (
+            "method changed",
+            FULL,
+            params(),
+            |_, m, _, _| *m = "PUT",
+            R::SignatureInvalid,
+        ),
+        (
+            "path changed",
+            FULL,
+            params(),
+            |_, _, p, _| *p = "/payments/2",
+            R::SignatureInvalid,
+        ),
+        (
+            "query changed",
+            FULL,
+            params(),
+            |_, _, p, _| *p = "/payments?a=2",
+            R::SignatureInvalid,
+        ),
+        (
+            "digest rewritten with the body",
+            FULL,
+            params(),
+            |h, _, _, b| {
+                *b = b"{}";
+                h.insert(
+                    "content-digest",
+                    HeaderValue::from_str(&digest::sha256_field(b"{}")).expect("v"),
+                );
+            },
+            R::SignatureInvalid,
+        ),
+        (
+            "stale",
+            FULL,
+            with(|p| p.created = Some(NOW - 61)),
+            none,
+            R::SignatureStale,
+        ),
+        (
+            "future",
+            FULL,
+            with(|p| p.created = Some(NOW + 11)),
+            none,
+            R::SignatureStale,
+        ),
+        (
+            "expired",
+            FULL,
+            with(|p| p.expires = Some(NOW - 11)),
+            none,
+            R::SignatureStale,
+        ),
+        (
+            "no created",
+            FULL,
+            with(|p| p.created = None),
+            none,
+            R::SignatureInvalid,
+        ),
+        (
+            "no keyid",
+            FULL,
+            with(|p| p.keyid = None),
+            none,
+            R::SignatureInvalid,
+        ),
+        (
+            "hmac alg",
+            FULL,
+            with(|p| p.alg = Some("hmac-sha256".into())),
+            none,
+            R::SignatureInvalid,
+        ),
+        (
+            "unknown alg",
+            FULL,
+            with(|p| p.alg = Some("rot13".into())),
+            none,
+            R::SignatureInvalid,
+        ),
+        (
+            "alg not the key's",
+            FULL,
+            with(|p| p.alg = Some("ed25519".into())),
+            none,
+            R::SignatureInvalid,
+        ),
+        (
+            "@method not covered",
+            &["@target-uri", "authorization", "dpop", "content-digest"],
+            params(),
+            none,
+            R::SignatureInvalid,
+        ),
+        (
+            "@target-uri not covered",
+            &[
+                "@method",
+                "@path",
+                "@query",
+                "authorization",
+                "dpop",
+                "content-digest",
+            ],
+            params(),
+            none,
+            R::SignatureInvalid,
+        ),
+        (
+            "authorization not covered",
+            &["@method", "@target-uri", "dpop", "content-digest"],
+            params(),
+            none,
+            R::SignatureInvalid,
+        ),
+        (
+            "dpop not covered",
+            &["@method", "@target-uri", "authorization", "content-digest"],
+            params(),
+            none,
+            R::SignatureInvalid,
+        ),
+        (
+            "content-digest not covered, body sent",
+            &["@method", "@target-uri", "authorization", "dpop"],
+            params(),
+            none,
+            R::SignatureInvalid,
+        ),
+        (
+            "signature value replaced",
+            FULL,
+            params(),
+            |h, _, _, _| {
+                h.insert("signature", HeaderValue::from_static("sig1=:AAAA:"));
+            },
+            R::SignatureInvalid,
+        ),
+        (
+            "tag missing: no fapi signature",
+            FULL,
+            with(|p| p.tag = None),
+            none,
+            R::SignatureMissing,
+        ),
+        (
+            "signature header removed",
+            FULL,
+            params(),
+            |h, _, _, _| {
+                h.remove("signature");
+            },
+            R::SignatureInvalid,
+        ),
     ];
     for (name, names, p, tamper, want) in cases {
         let got = match run(names, p, tamper) {
@@ -194,9 +364,14 @@ fn another_key_is_refused() {
     let mut h = base_headers();
     let signed = h.clone();
     client.sign(&mut h, parts(&signed, "POST", "/p", None), FULL, params());
-    let c = candidate(&parts(&h, "POST", "/p", None), window()).expect("ok").expect("some");
+    let c = candidate(&parts(&h, "POST", "/p", None), window())
+        .expect("ok")
+        .expect("some");
     let other = Client::new();
-    assert_eq!(with_key(&c, &other.jwk()).map(|_| ()), Err(SigFailure::Invalid("signature does not verify")));
+    assert_eq!(
+        with_key(&c, &other.jwk()).map(|_| ()),
+        Err(SigFailure::Invalid("signature does not verify"))
+    );
     assert!(with_key(&c, &client.jwk()).is_ok());
 }
 
@@ -208,7 +383,9 @@ fn no_body_needs_no_digest() {
     let signed = h.clone();
     let names = &["@method", "@target-uri", "authorization", "dpop"];
     client.sign(&mut h, parts(&signed, "GET", "/a", None), names, params());
-    let c = candidate(&parts(&h, "GET", "/a", None), window()).expect("ok").expect("some");
+    let c = candidate(&parts(&h, "GET", "/a", None), window())
+        .expect("ok")
+        .expect("some");
     let mut v = with_key(&c, &client.jwk()).expect("verifies");
     assert_eq!(v.check_body(&h, b""), Ok(()));
     assert!(v.check_body(&h, b"x").is_err());
