@@ -11,6 +11,7 @@ mod consents;
 mod http;
 mod issuer;
 mod script;
+mod signed;
 mod upstream;
 
 use std::path::PathBuf;
@@ -36,6 +37,7 @@ pub async fn run(serve: bool) -> Result<(), String> {
     let as_key = SigningKey::generate("demo-as-1")?;
     let jwks = issuer::serve_jwks(vec![as_key.jwk.clone()]).await?;
     let consent_service = consents::serve().await?;
+    let tpp = signed::TppSigner::generate()?;
 
     let dir = PathBuf::from(DIR);
     // One trail per run: a previous run's evidence is kept beside it, never appended to.
@@ -50,7 +52,9 @@ pub async fn run(serve: bool) -> Result<(), String> {
         audit_name: &audit_name,
         admin: serve,
     };
-    let config = write_files(&dir, &files).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let config = write_files(&dir, &files)
+        .and_then(|c| signed::write_files(&dir, &tpp).map(|()| c))
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
     let config = Config::load(&config).map_err(|e| e.to_string())?;
     let guard = app::build(config, Clock::system()).map_err(|e| e.to_string())?;
     guard.spawn_refresh();
@@ -85,6 +89,13 @@ pub async fn run(serve: bool) -> Result<(), String> {
             Ok(())
         }
         Err(e) => Err(e),
+    };
+    // RFC 9421: a signed payment, the same payment altered in transit, the signed answer.
+    let result = match result {
+        Ok(()) => signed::run(running.addr, &as_key, &tpp, &guard)
+            .await
+            .map(|section| print!("{section}")),
+        e => e,
     };
     if serve && result.is_ok() {
         script::print_serve_help(&dir, running.addr, running.admin_addr, &as_key)?;
@@ -158,7 +169,7 @@ upstream:
     max_token_lifetime: 10m
 consent:
   url: http://{consents}/consents/{{id}}
-audit:
+{signed}audit:
   sink: file
   path: {audit}
 policies: [policies/]
@@ -169,6 +180,7 @@ policies: [policies/]
         jwks = f.jwks,
         consents = f.consents,
         audit = f.audit_name,
+        signed = signed::config_sections("tpp-1.jwks.json"),
     );
     let path = dir.join("config.yaml");
     std::fs::write(&path, config)?;
