@@ -190,6 +190,7 @@ const CONFIG_SOURCES: &[&str] = &[
     "src/state/config.rs",
     "src/revocation/config.rs",
     "src/tls.rs",
+    "src/signature/config.rs",
 ];
 
 /// `struct Name { fields }` of every `deny_unknown_fields` struct in `src`: (key, type) pairs
