@@ -114,13 +114,14 @@ impl Guard {
         eval: &mut Evaluation,
         slot: &mut BodySlot,
     ) {
-        let Some(route) = eval.route.clone() else {
+        // Hot path: a route without request signatures costs one field read here.
+        let Some(rule) = eval.route.as_ref().map(|r| r.signatures) else {
             return;
         };
-        if !route.signatures.verifies_requests() || !matches!(eval.decision, Decision::Allow(_)) {
+        if !rule.verifies_requests() || !matches!(eval.decision, Decision::Allow(_)) {
             return;
         }
-        let required = route.signatures.request == crate::signature::RequestSignatures::Required;
+        let required = rule.request == crate::signature::RequestSignatures::Required;
         match self.verify_request_signature(parts, eval, slot).await {
             Ok(Some(info)) => eval.signature = Some(info),
             Ok(None) if !required => {}
