@@ -76,7 +76,8 @@ pub struct Route {
     pub assurance: Option<AssuranceRule>,
     /// What the customer must have consented to (spec §1 point 3); `None`: no consent check.
     pub consent: Option<ConsentRule>,
-    /// `signatures` (spec §5, RFC 9421): both halves `off` unless the route says otherwise.
+    /// `signatures` (RFC 9421, FAPI 2.0 Message Signing): both halves `off` unless the route
+    /// says otherwise.
     pub signatures: crate::signature::SignatureRule,
 }
 
