@@ -189,7 +189,7 @@ fn route<B>(guard: &Guard, req: &Request<B>) -> Response<Body> {
                 text(StatusCode::SERVICE_UNAVAILABLE, "issuer keys not loaded\n")
             }
         }
-        (&Method::GET, "/jwks") => match guard.txn_jwks() {
+        (&Method::GET, "/jwks") => match guard.public_jwks() {
             Some(jwks) => {
                 let mut r = Response::new(full(jwks.to_string()));
                 r.headers_mut().insert(
@@ -200,7 +200,7 @@ fn route<B>(guard: &Guard, req: &Request<B>) -> Response<Body> {
             }
             None => text(
                 StatusCode::NOT_FOUND,
-                "transaction tokens are not enabled\n",
+                "no signing keys: transaction tokens and response signatures are not enabled\n",
             ),
         },
         (&Method::GET, "/metrics") => {

@@ -23,8 +23,8 @@ use std::time::Duration;
 
 pub use config::{AuditConfig, AuditSettings, Durability, SinkSettings};
 pub use record::{
-    Actor, AuditRecord, ConsentInfo, RecordKind, RevocationInfo, TokenInfo, Verdict, digest_prefix,
-    token_digest,
+    Actor, AuditRecord, ConsentInfo, RecordKind, RevocationInfo, SignatureInfo, TokenInfo, Verdict,
+    digest_prefix, token_digest,
 };
 pub use verify::{VerifyFailure, VerifySummary, run_cli, verify_files};
 pub use writer::AuditLog;

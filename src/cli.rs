@@ -122,6 +122,20 @@ pub enum AuditCommand {
         /// Audit files, oldest first (a rotated set in rotation order).
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Also re-check the stored RFC 9421 signatures (request and response) against the
+        /// signers' public keys; exit 1 at the first that does not verify.
+        #[arg(long)]
+        signatures: bool,
+        /// With --signatures: a configuration whose `clients:` keys (and response signing key
+        /// file) to use; jwks_uri are fetched.
+        #[arg(long, requires = "signatures")]
+        config: Option<PathBuf>,
+        /// With --signatures: CLIENT_ID=JWKS_FILE, an archived key set of a client; repeatable.
+        #[arg(long = "client-jwks", requires = "signatures", value_parser = crate::signature::recheck::parse_client_jwks)]
+        client_jwks: Vec<(String, PathBuf)>,
+        /// With --signatures: the sidecar's admin /jwks saved as a file (ephemeral response key).
+        #[arg(long = "response-jwks", requires = "signatures")]
+        response_jwks: Option<PathBuf>,
     },
     /// Least-privilege report: per client and delegation actor, what was granted against what
     /// was used, with ranked findings. Verifies every file first; exit 1 if any is untrusted.
@@ -268,8 +282,29 @@ pub fn run(cli: Cli) -> ExitCode {
                 },
         } => policy_test(&paths, coverage, min_coverage),
         Command::Audit {
-            command: AuditCommand::Verify { files },
-        } => ExitCode::from(u8::try_from(crate::audit::run_cli(&files)).unwrap_or(2)),
+            command:
+                AuditCommand::Verify {
+                    files,
+                    signatures,
+                    config,
+                    client_jwks,
+                    response_jwks,
+                },
+        } => {
+            let chain = crate::audit::run_cli(&files);
+            if chain != 0 || !signatures {
+                return ExitCode::from(u8::try_from(chain).unwrap_or(2));
+            }
+            let sources = crate::signature::recheck::KeySources {
+                config,
+                client_jwks,
+                response_jwks,
+            };
+            block_on(async move {
+                let code = crate::signature::recheck::run_cli(&files, &sources).await;
+                ExitCode::from(u8::try_from(code).unwrap_or(2))
+            })
+        }
         Command::Inject(args) => {
             crate::inject::run_cli(args.file.as_deref(), &args.flags.options())
         }

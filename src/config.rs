@@ -482,6 +482,10 @@ pub struct Config {
     pub state: crate::state::StateSettings,
     /// `revocation:` (spec §4): set limits and the Shared Signals receiver.
     pub revocation: crate::revocation::config::RevocationSettings,
+    /// `clients:`: registered clients and their keys (RFC 9421 request signatures).
+    pub clients: Vec<crate::signature::config::ClientSettings>,
+    /// `signatures:`; `None` when the section is absent (no response signing key then).
+    pub signatures: Option<crate::signature::config::SignatureSettings>,
 }
 
 #[derive(Debug, Clone)]

@@ -12,6 +12,7 @@ mod http;
 mod issuer;
 mod revocation;
 mod script;
+mod signed;
 mod upstream;
 
 use std::path::PathBuf;
@@ -46,6 +47,7 @@ pub async fn run_with(serve: bool, redis: Option<&str>) -> Result<(), String> {
     let admin_token = uuid::Uuid::new_v4().simple().to_string();
     let jwks = issuer::serve_jwks(vec![as_key.jwk.clone()]).await?;
     let consent_service = consents::serve().await?;
+    let tpp = signed::TppSigner::generate()?;
 
     let dir = PathBuf::from(DIR);
     // One trail per run: a previous run's evidence is kept beside it, never appended to.
@@ -61,7 +63,9 @@ pub async fn run_with(serve: bool, redis: Option<&str>) -> Result<(), String> {
         admin_token: &admin_token,
         transmitter: &transmitter,
     };
-    let config = write_files(&dir, &files).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let config = write_files(&dir, &files)
+        .and_then(|c| signed::write_files(&dir, &tpp).map(|()| c))
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
     let config = Config::load(&config).map_err(|e| e.to_string())?;
     let guard = app::build(config, Clock::system()).map_err(|e| e.to_string())?;
     guard.spawn_refresh();
@@ -121,6 +125,13 @@ pub async fn run_with(serve: bool, redis: Option<&str>) -> Result<(), String> {
             Ok(())
         }
         Err(e) => Err(e),
+    };
+    // RFC 9421: a signed payment, the same payment altered in transit, the signed answer.
+    let result = match result {
+        Ok(()) => signed::run(running.addr, &as_key, &tpp, &guard)
+            .await
+            .map(|section| print!("{section}")),
+        e => e,
     };
     if serve && result.is_ok() {
         script::print_serve_help(&dir, running.addr, running.admin_addr, &as_key)?;
@@ -271,7 +282,7 @@ upstream:
     max_token_lifetime: 10m
 consent:
   url: http://{consents}/consents/{{id}}
-{revocation}audit:
+{revocation}{signed}audit:
   sink: file
   path: {audit}
 policies: [policies/]
@@ -282,6 +293,7 @@ policies: [policies/]
         jwks = f.jwks,
         consents = f.consents,
         audit = f.audit_name,
+        signed = signed::config_sections("tpp-1.jwks.json"),
     );
     let path = dir.join("config.yaml");
     std::fs::write(&path, config)?;

@@ -227,6 +227,58 @@ impl PublicJwk {
     }
 }
 
+impl PublicJwk {
+    /// Verifies a signature over a message of which only the digest is known (`digest` is
+    /// SHA-256 for ES256, SHA-512 for PS512). `audit verify --signatures` re-checks stored
+    /// request signatures this way, from the digest of a signature base it never stored.
+    /// EdDSA signs the whole message (RFC 8032 has no prehash here), so it always fails.
+    pub fn verify_digest(&self, alg: JwsAlg, digest: &[u8], signature: &[u8]) -> bool {
+        use aws_lc_rs::digest::{Digest, SHA256, SHA512};
+        if !self.fits(alg) {
+            return false;
+        }
+        match (&self.key, alg) {
+            (KeyMaterial::P256(point), JwsAlg::ES256) => Digest::import_less_safe(digest, &SHA256)
+                .is_ok_and(|d| {
+                    signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
+                        .verify_digest(&d, signature)
+                        .is_ok()
+                }),
+            (KeyMaterial::Rsa { n, e }, JwsAlg::PS512) => {
+                let parsed = RsaPublicKeyComponents {
+                    n: n.as_slice(),
+                    e: e.as_slice(),
+                }
+                .to_parsed_public_key(&signature::RSA_PSS_2048_8192_SHA512);
+                match (parsed, Digest::import_less_safe(digest, &SHA512)) {
+                    (Ok(k), Ok(d)) => k.verify_digest_sig(&d, signature).is_ok(),
+                    _ => false,
+                }
+            }
+            _ => false,
+        }
+    }
+
+    /// The key's family, to pick the one RFC 9421 algorithm it may sign with.
+    pub fn kind(&self) -> KeyKind {
+        match &self.key {
+            KeyMaterial::P256(_) => KeyKind::P256,
+            KeyMaterial::P384(_) => KeyKind::P384,
+            KeyMaterial::Rsa { .. } => KeyKind::Rsa,
+            KeyMaterial::Ed25519(_) => KeyKind::Ed25519,
+        }
+    }
+}
+
+/// The family of a [`PublicJwk`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    P256,
+    P384,
+    Rsa,
+    Ed25519,
+}
+
 fn member<'a>(jwk: &'a Map<String, Value>, name: &'static str) -> Result<&'a str, JwkError> {
     jwk.get(name)
         .and_then(Value::as_str)

@@ -29,6 +29,7 @@ pub mod response;
 pub mod revocation;
 pub mod secret;
 pub mod server;
+pub mod signature;
 pub mod state;
 pub mod tls;
 pub mod token;

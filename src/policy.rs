@@ -76,6 +76,9 @@ pub struct Route {
     pub assurance: Option<AssuranceRule>,
     /// What the customer must have consented to (spec §1 point 3); `None`: no consent check.
     pub consent: Option<ConsentRule>,
+    /// `signatures` (RFC 9421, FAPI 2.0 Message Signing): both halves `off` unless the route
+    /// says otherwise.
+    pub signatures: crate::signature::SignatureRule,
 }
 
 /// The compiled route table of every loaded policy file.

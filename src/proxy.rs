@@ -13,6 +13,7 @@ mod host;
 mod record;
 mod request;
 mod revoked;
+mod signed;
 mod trace;
 
 use std::net::SocketAddr;
@@ -83,6 +84,8 @@ pub struct Guard {
     dpop_algs: String,
     draining: AtomicBool,
     revocations: Arc<crate::revocation::Revocations>,
+    /// RFC 9421: client keys, the signature window, the response signing key.
+    signatures: signed::Signatures,
 }
 
 /// The outcome of evaluating a request, before any response is written.
@@ -105,6 +108,8 @@ pub struct Evaluation {
     /// A refusal that even `mode: audit` does not forward: the request body was consumed without
     /// being kept (over the limit, buffer budget spent), or a form body carries an access token.
     pub refused_outright: bool,
+    /// The verified request signature (RFC 9421), for the audit record.
+    pub signature: Option<crate::audit::SignatureInfo>,
 }
 
 impl Evaluation {
@@ -121,6 +126,7 @@ impl Evaluation {
             consent: None,
             consent_purpose: None,
             refused_outright: false,
+            signature: None,
         }
     }
 
@@ -174,6 +180,7 @@ impl Guard {
             clock.clone(),
             metrics.clone(),
         );
+        let signatures = signed::Signatures::new(&config, &http, &metrics)?;
         let (revocations, shared_replay) = revoked::build(
             &config,
             &metrics,
@@ -213,12 +220,15 @@ impl Guard {
             config,
             draining: AtomicBool::new(false),
             revocations,
+            signatures,
         })
     }
 
-    /// Starts the background key refreshes (issuers, and the trusted Txn-Token issuer).
+    /// Starts the background key refreshes (issuers, registered clients, and the trusted
+    /// Txn-Token issuer).
     pub fn spawn_refresh(&self) {
         self.tokens.spawn_refresh();
+        self.signatures.spawn_refresh();
         if let Some(v) = &self.txn_verifier {
             v.spawn_refresh();
         }
@@ -339,6 +349,11 @@ impl Guard {
             eval.decision = Decision::Deny(r);
             eval.refused_outright = true;
         }
+        // RFC 9421: after everything else allowed the request (it may read the body).
+        if eval.forwards() {
+            self.check_request_signature(&parts, &mut eval, &mut slot)
+                .await;
+        }
         eval.refused_outright |= slot.spoiled;
         // The buffered bytes count against `max_buffered_bytes` until the request is done.
         let BodySlot {
@@ -421,6 +436,13 @@ impl Guard {
                 },
             },
         );
+        // What the response signature covers of the request (`;req`), kept before the URI is
+        // rewritten for the upstream.
+        let exchange = eval
+            .route
+            .as_ref()
+            .filter(|r| r.signatures.signs_responses())
+            .map(|_| signed::SignedExchange::new(&parts));
         parts.uri = uri;
         let (body, client_body_failed) = client_body::watch(body);
         let sent = self.upstream.send(Request::from_parts(parts, body)).await;
@@ -429,7 +451,6 @@ impl Guard {
             .observe_request(api, route, started.elapsed().as_secs_f64());
         match sent {
             Ok(resp) => {
-                outcome.finish(resp.status().as_u16(), None);
                 let (mut rp, rb) = resp.into_parts();
                 headers::remove_hop_by_hop(&mut rp.headers, &[]);
                 rp.extensions.insert(Relayed);
@@ -440,8 +461,27 @@ impl Guard {
                 {
                     rp.headers.insert("dpop-nonce", v);
                 }
-                let rb = forward::WatchedBody::new(rb, self.metrics.clone(), iid);
-                let mut resp = Response::from_parts(rp, rb.boxed());
+                let rb = match exchange {
+                    None => {
+                        outcome.finish(rp.status.as_u16(), None);
+                        forward::WatchedBody::new(rb, self.metrics.clone(), iid).boxed()
+                    }
+                    // RFC 9421 / FAPI 2.0: a signed route's response is never relayed unsigned.
+                    Some(x) => match self.sign_response(&mut rp, rb, &x).await {
+                        Ok((bytes, info)) => {
+                            outcome.response_signature(info);
+                            outcome.finish(rp.status.as_u16(), None);
+                            response::full(bytes)
+                        }
+                        Err(kind) => {
+                            self.metrics.upstream_error(kind);
+                            tracing::warn!(interaction_id = iid, kind, "response not signed");
+                            outcome.finish(signed::UNSIGNED_STATUS.as_u16(), Some(kind));
+                            return response::upstream_error(signed::UNSIGNED_STATUS, kind, iid);
+                        }
+                    },
+                };
+                let mut resp = Response::from_parts(rp, rb);
                 response::set_interaction_id(&mut resp, iid);
                 resp
             }
@@ -546,7 +586,8 @@ fn check_policies(config: &Config, p: &PolicySet) -> Result<(), String> {
             "route {:?} of api {:?} checks consent records, but the configuration has no `consent:` section",
             r.name, r.api
         )),
-        _ => Ok(()),
+        // RFC 9421 routes: `clients:` to verify, `signatures:` to sign.
+        _ => signed::check_policies(config, p),
     }
 }
 

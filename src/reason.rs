@@ -52,6 +52,10 @@ pub enum DenyReason {
     DelegationScopeEscalation,
     PurposeNotAllowed,
     AssuranceInsufficient,
+    SignatureMissing,
+    SignatureInvalid,
+    SignatureStale,
+    ContentDigestMismatch,
     DependencyUnavailable,
 }
 
@@ -152,6 +156,10 @@ impl DenyReason {
         Self::DelegationScopeEscalation,
         Self::PurposeNotAllowed,
         Self::AssuranceInsufficient,
+        Self::SignatureMissing,
+        Self::SignatureInvalid,
+        Self::SignatureStale,
+        Self::ContentDigestMismatch,
         Self::DependencyUnavailable,
     ];
 
@@ -203,6 +211,10 @@ impl DenyReason {
             Self::DelegationScopeEscalation => "delegation_scope_escalation",
             Self::PurposeNotAllowed => "purpose_not_allowed",
             Self::AssuranceInsufficient => "assurance_insufficient",
+            Self::SignatureMissing => "signature_missing",
+            Self::SignatureInvalid => "signature_invalid",
+            Self::SignatureStale => "signature_stale",
+            Self::ContentDigestMismatch => "content_digest_mismatch",
             Self::DependencyUnavailable => "dependency_unavailable",
         }
     }
@@ -272,6 +284,14 @@ impl DenyReason {
             Self::AssuranceInsufficient => {
                 (StatusCode::UNAUTHORIZED, E::InsufficientUserAuthentication)
             }
+            // RFC 9421 §3.2 (signature absent, malformed, not verifying, outside its window)
+            // and RFC 9530 §2 (content not matching its digest): the request is not
+            // acceptable as sent, under a valid token, so 401 with RFC 6750 §3.1
+            // invalid_request in the challenge of the client's scheme (RFC 9110 §15.5.2).
+            Self::SignatureMissing
+            | Self::SignatureInvalid
+            | Self::SignatureStale
+            | Self::ContentDigestMismatch => (StatusCode::UNAUTHORIZED, E::InvalidRequest),
             // Fail closed when a dependency (JWKS, consent, state) cannot answer.
             Self::DependencyUnavailable => (StatusCode::SERVICE_UNAVAILABLE, E::Unavailable),
         }
@@ -328,6 +348,10 @@ mod tests {
                 503,
                 "temporarily_unavailable",
             ),
+            (DenyReason::SignatureMissing, 401, "invalid_request"),
+            (DenyReason::SignatureInvalid, 401, "invalid_request"),
+            (DenyReason::SignatureStale, 401, "invalid_request"),
+            (DenyReason::ContentDigestMismatch, 401, "invalid_request"),
             (DenyReason::RequestTooLarge, 413, "request_too_large"),
             (DenyReason::HeadersTooLarge, 431, "request_too_large"),
         ];

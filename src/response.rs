@@ -237,6 +237,15 @@ mod tests {
                     "DPoP error=\"insufficient_user_authentication\", error_description=\"assurance_insufficient\", acr_values=\"urn:bank:sca\", max_age=\"300\", algs=\"ES256 PS256\"",
                 ],
             ),
+            (
+                "RFC 9421 signature, in the client's scheme",
+                DenyReason::ContentDigestMismatch,
+                Some(AuthScheme::Dpop),
+                401,
+                &[
+                    "DPoP error=\"invalid_request\", error_description=\"content_digest_mismatch\", algs=\"ES256 PS256\"",
+                ],
+            ),
             ("not found", DenyReason::RouteNotFound, None, 404, &[]),
             (
                 "unavailable",

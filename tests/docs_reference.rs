@@ -191,6 +191,7 @@ const CONFIG_SOURCES: &[&str] = &[
     "src/revocation/config.rs",
     "src/tls.rs",
     "src/token/introspection/config.rs",
+    "src/signature/config.rs",
 ];
 
 /// `struct Name { fields }` of every `deny_unknown_fields` struct in `src`: (key, type) pairs

@@ -7,7 +7,7 @@
 use aws_lc_rs::digest;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::reason::DenyReason;
 
@@ -99,6 +99,36 @@ pub struct RevocationInfo {
     pub until: Option<i64>,
 }
 
+/// `signature` (decision) / `response_signature` (outcome) object: an RFC 9421 signature as
+/// verified or produced. Never the signature base itself (it contains the access token): its
+/// SHA-256, and SHA-512 for `rsa-pss-sha512`, so `audit verify --signatures` can re-check
+/// `value` against the signer's key later.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignatureInfo {
+    /// The label in `Signature-Input` / `Signature`.
+    pub label: String,
+    pub keyid: String,
+    /// `ecdsa-p256-sha256`, `ed25519` or `rsa-pss-sha512`.
+    pub alg: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// Covered components in signed order, `@target-uri;req` style.
+    pub components: Vec<String>,
+    pub created: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<i64>,
+    /// The signature bytes, base64 (as in the `Signature` field).
+    pub value: String,
+    /// base64url (no padding) SHA-256 of the signature base.
+    pub base_sha256: String,
+    /// base64url (no padding) SHA-512 of the signature base (`rsa-pss-sha512` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_sha512: Option<String>,
+    /// The `Content-Digest` value covered and checked against the body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_digest: Option<String>,
+}
+
 /// One spec §8 record, minus the chain header. Field order here is the JSON field order: keep it
 /// stable, auditors diff these lines. `None` fields are omitted.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -152,6 +182,9 @@ pub struct AuditRecord {
     pub purpose: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scopes: Option<Vec<String>>,
+    /// The verified request signature (RFC 9421).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<SignatureInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_revision: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -164,6 +197,9 @@ pub struct AuditRecord {
     pub upstream_error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cancelled: Option<bool>,
+    /// The signature the sidecar put on the response (RFC 9421).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_signature: Option<SignatureInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revocation: Option<RevocationInfo>,
     /// Policy reloads: `ok` or `error`.
@@ -198,12 +234,14 @@ impl AuditRecord {
             delegation: None,
             purpose: None,
             scopes: None,
+            signature: None,
             policy_revision: None,
             decide_us: None,
             status: None,
             duration_us: None,
             upstream_error: None,
             cancelled: None,
+            response_signature: None,
             revocation: None,
             result: None,
             error: None,

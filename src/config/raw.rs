@@ -46,6 +46,11 @@ pub struct RawConfig {
     pub state: Option<crate::state::StateConfig>,
     #[serde(default)]
     pub revocation: Option<crate::revocation::config::RevocationConfig>,
+    /// Registered clients whose request signatures (RFC 9421) are verified.
+    #[serde(default)]
+    pub clients: Option<Vec<crate::signature::config::ClientConfig>>,
+    #[serde(default)]
+    pub signatures: Option<crate::signature::config::SignaturesConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -283,7 +288,21 @@ impl RawConfig {
             .unwrap_or_default()
             .compile(file)
             .map_err(|m| config_error(file, "revocation", m))?;
+        let clients = crate::signature::config::compile_clients(
+            file,
+            self.clients.as_deref().unwrap_or_default(),
+        )
+        .map_err(|m| config_error(file, "clients", m))?;
+        let signatures = match &self.signatures {
+            None => None,
+            Some(s) => Some(
+                s.compile(file, listen.limits.max_body_bytes)
+                    .map_err(|m| config_error(file, "signatures", m))?,
+            ),
+        };
         Ok(Config {
+            clients,
+            signatures,
             state,
             revocation,
             transaction_token,

@@ -67,6 +67,7 @@ fn route(binding: Binding, public: bool) -> Route {
         purpose: None,
         assurance: None,
         consent: None,
+        signatures: Default::default(),
     }
 }
 

@@ -337,12 +337,14 @@ state:
   redis_url: {redis_url}
   on_unavailable: deny
   key_prefix: {prefix}
-audit:
+{signed}audit:
   sink: file
   path: {audit}
 policies: [policies/]
 # replica {name}
-"
+",
+        // The replicas load the same policies, the signed-payment route's included.
+        signed = super::signed::config_sections("tpp-1.jwks.json"),
     )
 }
 

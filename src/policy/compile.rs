@@ -371,6 +371,9 @@ fn compile_route(
         Some(_) => None,
         None => Some(None),
     };
+    let signatures = r
+        .signatures
+        .map(|s| section(&mut errs, "signatures", s.compile(r.public)));
     // Without errors every part compiled (`None` arms above push an error).
     let (Some(method), Some(consent), true) = (method, consent, errs.is_empty()) else {
         return Err(errs);
@@ -389,6 +392,7 @@ fn compile_route(
         delegation: delegation.flatten(),
         purpose: purpose.flatten(),
         assurance: assurance.flatten(),
+        signatures: signatures.flatten().unwrap_or_default(),
     })
 }
 

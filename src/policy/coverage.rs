@@ -56,6 +56,7 @@ pub fn reach(route: &Route, reason: DenyReason) -> Reach {
         purpose,
         assurance,
         consent,
+        signatures,
     } = route;
     if *public {
         // `decide` allows a public route before it looks at anything.
@@ -150,6 +151,22 @@ pub fn reach(route: &Route, reason: DenyReason) -> Reach {
         R::AssuranceInsufficient => when(assurance.is_some()),
         // The consent service, the issuer's JWKS or the state backend down.
         R::DependencyUnavailable => Elsewhere,
+        // RFC 9421: the proxy's signature tests cover these; a test case carries no signature
+        // (`policy test` does not evaluate them).
+        R::SignatureMissing => {
+            if signatures.request == crate::signature::RequestSignatures::Required {
+                Elsewhere
+            } else {
+                Never
+            }
+        }
+        R::SignatureInvalid | R::SignatureStale | R::ContentDigestMismatch => {
+            if signatures.verifies_requests() {
+                Elsewhere
+            } else {
+                Never
+            }
+        }
     }
 }
 

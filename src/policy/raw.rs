@@ -73,6 +73,9 @@ pub struct RawRoute {
     /// Spec §5 route `consent` section.
     #[serde(default)]
     pub consent: Option<RawConsentRule>,
+    /// RFC 9421 / FAPI 2.0 Message Signing: request signatures to verify, responses to sign.
+    #[serde(default)]
+    pub signatures: Option<crate::signature::RawSignatureRule>,
 }
 
 /// HTTP methods a route may name (HEAD is not implied by GET).

@@ -145,6 +145,18 @@ impl BufferBudget {
         declared: Option<u64>,
         metrics: &Metrics,
     ) -> Result<Bytes, BufferError> {
+        // Already buffered (a consent rule read it, now a signature check): the bytes are in
+        // memory and paid for; hand them out again without reserving the budget twice.
+        if slot.permit.is_some() {
+            let taken = std::mem::replace(&mut slot.body, empty());
+            let bytes = taken
+                .collect()
+                .await
+                .map_err(|_| BufferError::Client)?
+                .to_bytes();
+            slot.body = full(bytes.clone());
+            return Ok(bytes);
+        }
         let worst = declared
             .and_then(|n| usize::try_from(n).ok())
             .map_or(self.max_body_bytes, |n| n.min(self.max_body_bytes));

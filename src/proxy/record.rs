@@ -43,6 +43,7 @@ pub fn decision(eval: &Evaluation, req: &RequestInfo<'_>) -> AuditRecord {
     if let Some(c) = &eval.consent {
         rec = rec.consent(c.clone());
     }
+    rec.signature.clone_from(&eval.signature);
     if let Some(t) = &eval.token {
         rec = rec
             .client_id(&t.client_id)
@@ -115,6 +116,13 @@ impl<'a> Outcome<'a> {
     /// No outcome will follow (the request was refused after all).
     pub fn disarm(&mut self) {
         self.record = None;
+    }
+
+    /// The signature the sidecar put on the response (RFC 9421), for the outcome record.
+    pub fn response_signature(&mut self, info: crate::audit::SignatureInfo) {
+        if let Some(rec) = &mut self.record {
+            rec.response_signature = Some(info);
+        }
     }
 
     pub fn finish(&mut self, status: u16, upstream_error: Option<&str>) {

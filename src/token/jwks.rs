@@ -33,6 +33,8 @@ const RETRY_WHEN_EMPTY: Duration = Duration::from_secs(2);
 pub struct Key {
     pub kid: Option<String>,
     pub decoding: DecodingKey,
+    /// The same key, validated for aws-lc-rs (RFC 9421 request signatures use it).
+    pub public: crate::jwk::PublicJwk,
     family: Family,
     alg: Option<Algorithm>,
 }
@@ -144,6 +146,28 @@ impl JwksStore {
         }
     }
 
+    /// The key named `kid`, whatever its algorithm (the caller checks that it fits). An
+    /// unknown `kid` triggers one refetch, rate-limited like [`Self::keys_for`].
+    pub async fn key_for_kid(&self, kid: &str) -> Result<Arc<Key>, KeyLookupError> {
+        let find = || {
+            self.current
+                .load()
+                .as_ref()
+                .and_then(|s| s.by_kid.get(kid).cloned())
+        };
+        if let Some(k) = find() {
+            self.metrics.cache_lookup("jwks", true);
+            return Ok(k);
+        }
+        self.metrics.cache_lookup("jwks", false);
+        self.refetch_rate_limited().await;
+        match find() {
+            Some(k) => Ok(k),
+            None if self.has_keys() => Err(KeyLookupError::NoMatchingKey),
+            None => Err(KeyLookupError::Unavailable),
+        }
+    }
+
     fn lookup(&self, kid: Option<&str>, alg: Algorithm) -> Option<Vec<Arc<Key>>> {
         let set = self.current.load_full()?;
         let found: Vec<Arc<Key>> = match kid {
@@ -248,11 +272,12 @@ fn parse_jwks(v: &Value) -> Result<KeySet, FetchError> {
         // (EC points on their curve, Ed25519 lengths, RSA 2048..=8192 bits), so an issuer that
         // answers garbage keys fails the refresh and the last good set stays, instead of being
         // replaced by keys that verify nothing.
-        if k.as_object()
-            .is_none_or(|o| crate::jwk::PublicJwk::from_json(o).is_err())
-        {
+        let Some(public) = k
+            .as_object()
+            .and_then(|o| crate::jwk::PublicJwk::from_json(o).ok())
+        else {
             continue;
-        }
+        };
         let Ok(jwk) = serde_json::from_value::<Jwk>(k.clone()) else {
             continue;
         };
@@ -278,6 +303,7 @@ fn parse_jwks(v: &Value) -> Result<KeySet, FetchError> {
         let key = Arc::new(Key {
             kid: jwk.common.key_id.clone(),
             decoding,
+            public,
             family,
             alg,
         });

@@ -94,7 +94,7 @@ pub struct AcceptSettings {
 
 /// A validated EC P-256 private key (PKCS#8 or SEC1 DER). Never printed.
 #[derive(Clone)]
-pub struct SigningKeyDer(pub(super) Vec<u8>);
+pub struct SigningKeyDer(pub(crate) Vec<u8>);
 
 impl std::fmt::Debug for SigningKeyDer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -215,7 +215,7 @@ impl AcceptConfig {
 
 /// Reads a PEM EC P-256 private key (PKCS#8 `PRIVATE KEY` or SEC1 `EC PRIVATE KEY`) and checks
 /// that aws-lc-rs accepts it for ES256, so a wrong key fails at load.
-pub(super) fn load_signing_key(path: &Path) -> Result<SigningKeyDer, String> {
+pub(crate) fn load_signing_key(path: &Path) -> Result<SigningKeyDer, String> {
     let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     // The first private key section (PKCS#8, SEC1 or PKCS#1); other sections are skipped.
     let der = match PrivateKeyDer::from_pem_slice(&pem) {
