@@ -5,6 +5,7 @@
 pub mod body_limit;
 mod client_body;
 mod consent;
+mod content_type;
 pub mod credentials;
 mod evaluate;
 pub mod forward;
