@@ -136,7 +136,10 @@ fn json_generator_makes_repeated_and_unique_names() {
             _ => {}
         }
     }
-    assert!(repeated >= 50 && unique >= 50, "{repeated} repeated, {unique} unique");
+    assert!(
+        repeated >= 50 && unique >= 50,
+        "{repeated} repeated, {unique} unique"
+    );
 }
 
 proptest! {
