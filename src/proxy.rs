@@ -248,6 +248,15 @@ impl Guard {
         &self.metrics
     }
 
+    /// The metrics exposition for a scrape. Gauges of state that shrinks by time alone are
+    /// brought up to date first: the replay store drops expired proofs and reports its size,
+    /// so `fapi_guard_replay_cache_entries` is fresh even when no DPoP request came lately.
+    pub fn metrics_text(&self) -> String {
+        self.replay.purge_expired(self.clock.now_unix());
+        self.metrics.set_replay_entries(self.replay.entries());
+        self.metrics.encode()
+    }
+
     pub fn audit(&self) -> &AuditLog {
         &self.audit
     }

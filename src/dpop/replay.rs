@@ -83,6 +83,14 @@ impl ReplayStore {
         }
     }
 
+    /// Drops the proofs of this process whose window is over (a scrape calls it, so the size
+    /// gauge does not wait for the next proof).
+    pub fn purge_expired(&self, now: i64) {
+        match self {
+            Self::Memory(m) | Self::Shared { local: m, .. } => m.purge_all(now),
+        }
+    }
+
     /// Live entries held by this process (`fapi_guard_replay_cache_entries`).
     pub fn entries(&self) -> usize {
         match self {
