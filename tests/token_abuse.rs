@@ -480,6 +480,13 @@ async fn non_string_huge_and_deep_claims_are_refused_in_bounded_time() {
                 w.key.sign(&h, &claims(r#""sub":"a","aud":1"#)),
                 "token_malformed",
             ),
+            // serde would read a positional array into the `cnf` struct: a binding to
+            // `thumb` that no other reader of the token sees.
+            (
+                "cnf as a positional array",
+                w.key.sign(&h, &claims(r#""sub":"a","cnf":["thumb"]"#)),
+                "token_malformed",
+            ),
             // Within the header limit but past serde_json's recursion limit (128).
             (
                 "act nested 300 deep",
@@ -588,7 +595,7 @@ async fn the_verifier_caps_tokens_at_12_kib_whatever_the_header_limit() {
     };
     let under = (CAP - 8..=CAP)
         .rev()
-        .map(|n| padded(n))
+        .map(&padded)
         .find(|t| t.len() <= CAP)
         .expect("a token within the cap");
     let over = padded(CAP + 1);
