@@ -1,5 +1,4 @@
-//! Throughput of `audit report` on a generated trail (issue 16: "a million records processed in
-//! seconds"). Run with `cargo bench --bench audit_report`; `FAPI_GUARD_REPORT_RECORDS` changes
+//! Throughput of `audit report` on a generated trail (a million records should take seconds). Run with `cargo bench --bench audit_report`; `FAPI_GUARD_REPORT_RECORDS` changes
 //! the size (default 1,000,000).
 //!
 //! The trail is sealed with the writer's own chain code: 4 replicas, each a rotated set of

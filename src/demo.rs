@@ -179,7 +179,7 @@ policies: [policies/]
 mod tests {
     use super::*;
 
-    /// Issue 9 defect 12: the demo's own check can fail. A tampered or missing trail is an
+    /// The demo's own check can fail. A tampered or missing trail is an
     /// error (the CLI maps it to exit 1); an intact one passes.
     #[tokio::test]
     async fn a_broken_audit_trail_fails_the_demo() {

@@ -1,6 +1,6 @@
 //! The single enforcement point: takes a request, snapshots the policy, gathers the facts
 //! (token from cache or JWKS, DPoP proof, client certificate), calls the pure `decide`, writes the
-//! audit record, then forwards or answers with the spec's denial.
+//! audit record, then forwards or answers with the denial of its reason (`response::deny`).
 
 pub mod body_limit;
 mod client_body;
@@ -327,7 +327,7 @@ impl Guard {
     ) -> Response<Body> {
         let (mut parts, body) = req.into_parts();
         let policies = self.policies.load_full();
-        // Issue 9 (defect 9): one limit for every transfer coding, and a body is read only for
+        // One limit for every transfer coding, and a body is read only for
         // a request that is otherwise authorized (`evaluate` reads a JSON body for the consent
         // check only after token, binding, scope and replay passed; the form check runs last).
         let limit = self.config.listen.limits.max_body_bytes;

@@ -1,4 +1,4 @@
-//! `fapi-guard audit report` on audit trails written by the real proxy (issue 16).
+//! `fapi-guard audit report` on audit trails written by the real proxy.
 //!
 //! Two replicas (one rotating its file every few records) run with one injected clock in front
 //! of a real echo upstream and a real consent service; scripted clients call them over 40 days:

@@ -1,4 +1,4 @@
-//! HTTP/2 abuse (issue 9): rapid reset (CVE-2023-44487), header-list and CONTINUATION floods,
+//! HTTP/2 abuse: rapid reset (CVE-2023-44487), header-list and CONTINUATION floods,
 //! pseudo-header tricks, connection-specific fields and `:authority` vs `Host`. Sent over h2c
 //! with prior knowledge, with the `h2` client where it can express the attack and hand-built
 //! frames where a conforming client refuses to. The API must receive nothing it could read

@@ -1,4 +1,4 @@
-//! `fapi-guard audit report`: the least-privilege report (issue 16). For every client (and every
+//! `fapi-guard audit report`: the least-privilege report. For every client (and every
 //! delegation actor) it sets what the audit trail shows it was *granted* (token scopes, consent
 //! permissions, token lifetimes and bindings) against what it actually *used* (the routes it
 //! called and what those routes require in the policy revision in force), and ranks findings.

@@ -88,7 +88,7 @@ fn default_xfcc_format() -> ForwardedFormat {
 pub struct RawLimits {
     pub max_header_bytes: usize,
     pub max_body_bytes: usize,
-    /// Bound on the memory all buffered request bodies take together (issue 9).
+    /// Bound on the memory all buffered request bodies take together.
     pub max_buffered_bytes: usize,
     pub header_read_timeout: HumanDuration,
     pub request_timeout: HumanDuration,

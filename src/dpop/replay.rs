@@ -9,7 +9,7 @@
 //! counted in `fapi_guard_replay_cache_full_total`) rather than old ones forgotten.
 //!
 //! [`ReplayStore`] is the one interface the proxy calls (asynchronously), so a shared backend
-//! (Redis `SET NX PX`, issue 10) is one more variant with the same guarantee.
+//! (Redis `SET NX PX`) is one more variant with the same guarantee.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -29,7 +29,7 @@ pub enum ReplayUnavailable {
     /// The hard memory limit is reached: new proofs are refused until entries expire.
     #[error("replay store full")]
     Full,
-    /// A shared backend could not be reached (issue 10).
+    /// A shared backend could not be reached.
     #[error("replay store backend unavailable")]
     Backend,
 }

@@ -422,7 +422,7 @@ impl<'p> Aggregator<'p> {
     }
 
     /// Whether a revocation recorded before `ts` (and still in force) matches this call.
-    /// Subject and client revocations apply to tokens issued at or before them (issue 10).
+    /// Subject and client revocations apply to tokens issued at or before them.
     fn after_revocation(&self, rec: &Line<'_>, ts: i64) -> bool {
         if self.revoked.is_empty() {
             return false;
