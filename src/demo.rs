@@ -89,10 +89,7 @@ pub async fn run(serve: bool) -> Result<(), String> {
     if serve && result.is_ok() {
         script::print_serve_help(&dir, running.addr, running.admin_addr, &as_key)?;
         println!("Audit trail (kept after exit):");
-        println!(
-            "  fapi-guard audit verify {}",
-            dir.join(&audit_name).display()
-        );
+        println!("  {}", verify_command(&dir.join(&audit_name)));
         let _ = tokio::signal::ctrl_c().await;
     }
     running.shutdown(Duration::from_secs(1)).await;
@@ -101,10 +98,34 @@ pub async fn run(serve: bool) -> Result<(), String> {
     let trail = dir.join(&audit_name);
     let result = result.and_then(|()| verify_trail(&trail));
     println!(
-        "\nThe trail is kept; check it yourself with:\n  fapi-guard audit verify {}",
-        trail.display()
+        "\nThe trail is kept; check it yourself with:\n  {}",
+        verify_command(&trail)
     );
     result
+}
+
+/// The command that checks `trail`, runnable as printed from the directory the demo ran in:
+/// this executable by its absolute path, since after `cargo run` no `fapi-guard` is on `PATH`.
+fn verify_command(trail: &std::path::Path) -> String {
+    let exe = std::env::current_exe()
+        .map_or_else(|_| "fapi-guard".to_owned(), |p| p.display().to_string());
+    format!(
+        "{} audit verify {}",
+        shell_word(&exe),
+        shell_word(&trail.display().to_string())
+    )
+}
+
+/// `s` as one POSIX shell word: as is when plain, else single-quoted.
+fn shell_word(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+:@,=".contains(&b));
+    if plain {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
 
 /// What `write_files` needs to know about this run.
@@ -178,6 +199,26 @@ policies: [policies/]
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printed_paths_are_one_shell_word() {
+        let cases = [
+            (
+                "/work/target/release/fapi-guard",
+                "/work/target/release/fapi-guard",
+            ),
+            (
+                "fapi-guard-demo/audit-1-2.jsonl",
+                "fapi-guard-demo/audit-1-2.jsonl",
+            ),
+            ("/home/a b/fapi-guard", "'/home/a b/fapi-guard'"),
+            ("/tmp/it's", "'/tmp/it'\\''s'"),
+            ("$HOME", "'$HOME'"),
+        ];
+        for (raw, word) in cases {
+            assert_eq!(shell_word(raw), word, "{raw}");
+        }
+    }
 
     /// The demo's own check can fail. A tampered or missing trail is an
     /// error (the CLI maps it to exit 1); an intact one passes.
