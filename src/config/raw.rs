@@ -450,8 +450,9 @@ fn compile_issuer(
         }
     };
     let mut algorithms = Vec::new();
-    for a in &raw.algorithms {
-        algorithms.push(parse_signing_alg(a).map_err(|m| err("algorithms", m))?);
+    for (i, a) in raw.algorithms.iter().enumerate() {
+        let alg = parse_signing_alg(a).map_err(|m| err(&format!("algorithms[{i}]"), m))?;
+        algorithms.push(alg);
     }
     if algorithms.is_empty() {
         return Err(err("algorithms", "must list at least one algorithm".into()));

@@ -56,12 +56,12 @@ fn semantic_errors_name_the_field() {
         (
             "HS256 refused",
             MINIMAL.replace("    audiences:", "    algorithms: [HS256]\n    audiences:"),
-            "issuers[0].algorithms",
+            "issuers[0].algorithms[0]",
         ),
         (
             "none refused",
             MINIMAL.replace("    audiences:", "    algorithms: [none]\n    audiences:"),
-            "issuers[0].algorithms",
+            "issuers[0].algorithms[0]",
         ),
         (
             "public_url with path",
