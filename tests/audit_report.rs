@@ -812,6 +812,115 @@ fn tampered_truncated_and_duplicated_files_are_reported_and_not_counted() {
     assert_eq!(got, clean_records - missing, "records counted");
 }
 
+/// A rotated set with a file missing in the middle, or a rotated file cut exactly at a line
+/// boundary (so it still verifies on its own), would look like a log that simply starts later:
+/// the report calls it incomplete evidence, exits 1 with a line naming both files, and counts
+/// neither side of the gap.
+#[test]
+fn a_missing_or_cut_rotated_file_is_incomplete_evidence() {
+    let t = trail();
+    let (_, clean) = json_report(&t.files);
+    let clean_records = clean["totals"]["records"].as_u64().expect("n");
+    // Each replica's files keep their names, in a directory of their own.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let copy = |case: &str| -> (Vec<PathBuf>, Vec<PathBuf>, PathBuf) {
+        let mut files = Vec::new();
+        for f in &t.files {
+            let replica = f.parent().and_then(|d| d.file_name()).expect("replica dir");
+            let to_dir = dir.path().join(case).join(replica);
+            std::fs::create_dir_all(&to_dir).expect("mkdir");
+            let to = to_dir.join(f.file_name().expect("name"));
+            std::fs::copy(f, &to).expect("copy");
+            files.push(to);
+        }
+        // Replica A's rotated files in chain order (their names carry the first seq), and its
+        // active file.
+        let mut rotated: Vec<PathBuf> = files
+            .iter()
+            .filter(|p| !p.to_string_lossy().ends_with("audit.jsonl"))
+            .cloned()
+            .collect();
+        rotated.sort();
+        let active = rotated[0].with_file_name("audit.jsonl");
+        assert!(files.contains(&active));
+        (files, rotated, active)
+    };
+    let untrusted_reason = |v: &Value, p: &Path| -> Option<String> {
+        v["integrity"]["files"]
+            .as_array()
+            .expect("files")
+            .iter()
+            .find(|f| f["path"] == p.display().to_string())
+            .filter(|f| f["status"] == "untrusted")
+            .map(|f| f["reason"].as_str().unwrap_or("").to_owned())
+    };
+
+    // The newest rotated file deleted: the gap is between the one before it and the active file.
+    let (mut files, rotated, active) = copy("missing");
+    assert!(rotated.len() >= 2, "{rotated:?}");
+    let (before, gone) = (&rotated[rotated.len() - 2], &rotated[rotated.len() - 1]);
+    let lost = lines(gone) + lines(before) + lines(&active);
+    std::fs::remove_file(gone).expect("delete");
+    files.retain(|p| p != gone);
+    let run = report(&files, "json");
+    assert_eq!(run.code, 1, "incomplete evidence → exit 1: {}", run.stderr);
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("incomplete evidence"))
+        .unwrap_or_else(|| panic!("no clear line on stderr: {}", run.stderr));
+    assert!(
+        line.contains(&before.display().to_string())
+            && line.contains(&active.display().to_string())
+            && line.contains("are missing"),
+        "{line}"
+    );
+    let v: Value = serde_json::from_str(&run.stdout).expect("json");
+    for p in [before, &active] {
+        let why = untrusted_reason(&v, p).unwrap_or_else(|| panic!("{} trusted", p.display()));
+        assert!(why.contains("incomplete evidence"), "{why}");
+    }
+    assert_eq!(v["integrity"]["untrusted_files"], 2);
+    assert_eq!(
+        v["totals"]["records"].as_u64(),
+        Some(clean_records - lost as u64),
+        "neither side of the gap is counted"
+    );
+
+    // The newest rotated file cut after its second-to-last line: it verifies on its own.
+    let (files, rotated, active) = copy("cut");
+    let cut = &rotated[rotated.len() - 1];
+    let text = std::fs::read_to_string(cut).expect("read");
+    let kept: Vec<&str> = text.lines().collect();
+    assert!(kept.len() >= 2);
+    let kept = &kept[..kept.len() - 1];
+    std::fs::write(cut, format!("{}\n", kept.join("\n"))).expect("cut");
+    let audit_verify = Command::new(env!("CARGO_BIN_EXE_fapi-guard"))
+        .args(["audit", "verify"])
+        .arg(cut)
+        .output()
+        .expect("audit verify");
+    assert!(audit_verify.status.success(), "the cut file verifies alone");
+    let run = report(&files, "json");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let v: Value = serde_json::from_str(&run.stdout).expect("json");
+    for p in [cut, &active] {
+        let why = untrusted_reason(&v, p).unwrap_or_else(|| panic!("{} trusted", p.display()));
+        assert!(why.contains("incomplete evidence"), "{why}");
+    }
+    assert!(
+        untrusted_reason(&v, &rotated[0]).is_none(),
+        "the files before stay counted"
+    );
+    assert_eq!(v["integrity"]["untrusted_files"], 2);
+
+    // Control: the same copies untouched are one trusted chain per replica.
+    let (files, _, _) = copy("whole");
+    let (code, v) = json_report(&files);
+    assert_eq!(code, 0);
+    assert_eq!(v["totals"]["records"].as_u64(), Some(clean_records));
+}
+
 #[test]
 fn html_report_is_self_contained_and_names_the_findings() {
     let t = trail();

@@ -49,7 +49,8 @@ pub struct Integrity {
 #[derive(Debug, Clone, Serialize)]
 pub struct FileStatus {
     pub path: String,
-    /// `trusted`, `untrusted` or `duplicate` (same chain segment as another file: counted once).
+    /// `trusted`, `untrusted` (failed verification, forks a chain, or borders a gap inside its
+    /// log) or `duplicate` (same chain segment as another file: counted once).
     pub status: &'static str,
     pub records: u64,
     pub first_seq: Option<u64>,

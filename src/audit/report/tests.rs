@@ -394,3 +394,125 @@ fn window_and_paths_are_checked() {
     let bad = build(&opts(vec![p], vec![dir.path().join("bad.yaml")]));
     assert!(matches!(bad, Err(ReportError::Policies(_))));
 }
+
+/// Records missing inside one rotated log (a deleted middle file, a file cut at a line boundary
+/// or at its start) are untrusted evidence, never a silent new chain start; an earlier part of
+/// the log left out (retention) and other replicas' logs are not.
+#[test]
+fn gaps_inside_one_log_are_untrusted_and_retention_is_not() {
+    let t = AS_OF - DAY;
+    let rec = |i: i64| (t + i, call("tpp-a", &format!("j{i}"), &["accounts"], None));
+    // One log in `dir`: audit.jsonl.<seq 1> (1-2), audit.jsonl.<seq 3> (3-4), audit.jsonl (5-6).
+    let log = |dir: &Path| {
+        let mut s = ChainState::genesis();
+        let f1 = seal(
+            dir,
+            "audit.jsonl.00000000000000000001",
+            &mut s,
+            &[rec(1), rec(2)],
+        );
+        let f2 = seal(
+            dir,
+            "audit.jsonl.00000000000000000003",
+            &mut s,
+            &[rec(3), rec(4)],
+        );
+        let f3 = seal(dir, "audit.jsonl", &mut s, &[rec(5), rec(6)]);
+        (f1, f2, f3)
+    };
+    let status = |checked: &collect::Checked, p: &Path| {
+        let f = checked
+            .files
+            .iter()
+            .find(|f| f.path == p.display().to_string())
+            .expect("file listed");
+        (f.status, f.reason.clone().unwrap_or_default())
+    };
+    let cut_last_line = |p: &Path| {
+        let text = std::fs::read_to_string(p).expect("read");
+        let keep: Vec<&str> = text.lines().collect();
+        std::fs::write(p, format!("{}\n", keep[..keep.len() - 1].join("\n"))).expect("write");
+    };
+
+    // The whole log: one trusted chain.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (f1, f2, f3) = log(dir.path());
+    let checked = collect::check_files(&[f3.clone(), f1.clone(), f2.clone()]).expect("checked");
+    assert_eq!((checked.untrusted(), checked.chains.len()), (0, 1));
+
+    // The middle file deleted.
+    let checked = collect::check_files(&[f1.clone(), f3.clone()]).expect("checked");
+    for p in [&f1, &f3] {
+        let (st, why) = status(&checked, p);
+        assert_eq!(st, "untrusted", "{}", p.display());
+        assert!(why.contains("records seq 3..=4 are missing"), "{why}");
+    }
+    assert_eq!(checked.counted_files().count(), 0);
+
+    // The middle file cut at a line boundary (it still verifies on its own).
+    cut_last_line(&f2);
+    let checked = collect::check_files(&[f1.clone(), f2.clone(), f3.clone()]).expect("checked");
+    assert_eq!(status(&checked, &f1).0, "trusted");
+    for p in [&f2, &f3] {
+        let (st, why) = status(&checked, p);
+        assert_eq!(st, "untrusted", "{}", p.display());
+        assert!(why.contains("records seq 4..=4 are missing"), "{why}");
+    }
+    let counted: Vec<&Path> = checked.counted_files().collect();
+    assert_eq!(counted, [f1.as_path()]);
+
+    // The last line of a rotated file replaced by another well-formed record.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (f1, f2, f3) = log(dir.path());
+    cut_last_line(&f2);
+    let mut s = ChainState::genesis();
+    let mut buf = Vec::new();
+    for r in [rec(1), rec(2), rec(3)] {
+        s.seal_into(&r.1, r.0, &mut Vec::new()).expect("sealed");
+    }
+    s.seal_into(
+        &call("tpp-a", "forged", &["payments"], None),
+        t + 4,
+        &mut buf,
+    )
+    .expect("sealed");
+    let mut text = std::fs::read(&f2).expect("read");
+    text.extend_from_slice(&buf);
+    std::fs::write(&f2, text).expect("write");
+    let checked = collect::check_files(&[f1.clone(), f2.clone(), f3.clone()]).expect("checked");
+    let (st, why) = status(&checked, &f3);
+    assert_eq!(st, "untrusted");
+    assert!(
+        why.contains("the record before seq 5 is not the one"),
+        "{why}"
+    );
+    assert_eq!(status(&checked, &f2).0, "untrusted");
+
+    // Records cut from the start of a rotated file: its name says where it began.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (f1, f2, f3) = log(dir.path());
+    let text = std::fs::read_to_string(&f2).expect("read");
+    std::fs::write(&f2, format!("{}\n", text.lines().nth(1).expect("line 2"))).expect("write");
+    let checked = collect::check_files(&[f1.clone(), f2.clone(), f3.clone()]).expect("checked");
+    let (st, why) = status(&checked, &f2);
+    assert_eq!(st, "untrusted");
+    assert!(
+        why.contains("named for seq 3") && why.contains("starts at seq 4"),
+        "{why}"
+    );
+
+    // Retention: the oldest file left out. The rest is one chain starting at an anchor.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, f2, f3) = log(dir.path());
+    let checked = collect::check_files(&[f2.clone(), f3.clone()]).expect("checked");
+    assert_eq!(checked.untrusted(), 0);
+    assert_eq!(checked.chains.len(), 1);
+    assert_eq!(checked.chains[0].starts, "anchor");
+
+    // Another replica's log ending early is not a gap in this one.
+    let other = tempfile::tempdir().expect("tempdir");
+    let mut b = ChainState::genesis();
+    let b1 = seal(other.path(), "audit.jsonl", &mut b, &[rec(7)]);
+    let checked = collect::check_files(&[b1, f3.clone()]).expect("checked");
+    assert_eq!(checked.untrusted(), 0, "{:?}", checked.files);
+}
