@@ -8,7 +8,7 @@
 //! | tpp-good | DPoP-bound, exactly the scope and consent it needs | none |
 //! | tpp-over | holds `payments` and three consent permissions, reads accounts only, probes `/transactions` | unused_scopes (high), unused_consent_permissions, repeated_denials |
 //! | tpp-dormant | called 40 days ago only | dormant_client |
-//! | tpp-deleg | reached through a two-hop `act` chain | deep_delegation (and its actor appears as a principal) |
+//! | tpp-deleg | reached through a two-hop `act` chain | deep_delegation (and both actors of the chain appear as principals) |
 //! | tpp-long | 2-hour bearer tokens on an `unbound_allowed` route | long_lived_tokens (high), unbound_tokens |
 //!
 //! The report is produced by the real binary, in text, JSON (validated against
@@ -73,6 +73,8 @@ routes:
 ";
 
 const AGGREGATOR: &str = "spiffe://bank.example/ns/aggregators/sa/agg";
+/// The earlier hop of tpp-deleg's chain: the aggregator acts for the portal.
+const PORTAL: &str = "spiffe://bank.example/ns/web/sa/portal";
 
 /// The findings the scripted traffic must produce, and nothing else: (code, kind, principal).
 const EXPECTED: &[(&str, &str, &str)] = &[
@@ -359,7 +361,7 @@ async fn build_trail() -> Trail {
         true,
         300,
         Some(json!({"sub": AGGREGATOR, "client_id": "agg-1",
-                    "act": {"sub": "spiffe://bank.example/ns/web/sa/portal"}})),
+                    "act": {"sub": PORTAL}})),
     );
     let long = tpp("tpp-long", "accounts", None, false, 7200, None);
 
@@ -630,11 +632,33 @@ fn json_report_names_exactly_the_expected_findings_with_evidence() {
 
     let deleg = principal(&v, "client", "tpp-deleg");
     assert_eq!(deleg["tokens"]["max_delegation_depth"], 2);
-    assert_eq!(deleg["delegation_peers"], json!([AGGREGATOR]));
+    assert_eq!(deleg["delegation_peers"], json!([AGGREGATOR, PORTAL]));
+    // Both actors of the chain are principals: the current one and the earlier hop.
     let actor = principal(&v, "actor", AGGREGATOR);
     assert_eq!(actor["calls"], 6);
+    assert_eq!(
+        (
+            &actor["calls_as_current_actor"],
+            &actor["calls_as_prior_actor"]
+        ),
+        (&json!(6), &json!(0))
+    );
     assert_eq!(actor["delegation_peers"], json!(["tpp-deleg"]));
     assert_eq!(actor["routes"][0]["route"], "aggregated-accounts");
+    let inner = principal(&v, "actor", PORTAL);
+    assert_eq!(inner["calls"], 6);
+    assert_eq!(
+        (
+            &inner["calls_as_current_actor"],
+            &inner["calls_as_prior_actor"]
+        ),
+        (&json!(0), &json!(6))
+    );
+    assert_eq!(inner["delegation_peers"], json!(["tpp-deleg"]));
+    assert_eq!(inner["routes"][0]["route"], "aggregated-accounts");
+    assert_eq!(inner["tokens"]["max_delegation_depth"], 2);
+    // Clients carry no actor role.
+    assert_eq!(deleg["calls_as_prior_actor"], 0);
 
     let good = principal(&v, "client", "tpp-good");
     assert_eq!(good["score"], 100);

@@ -117,6 +117,9 @@ pub struct PrincipalAcc {
     pub allowed_after_revocation: Ev,
     pub denied_after_revocation: u64,
     pub peers: BTreeSet<String>,
+    /// Actors: calls made as the current actor (outermost `act`), and as an earlier hop.
+    pub as_current_actor: u64,
+    pub as_prior_actor: u64,
 }
 
 /// Pass-2 state.
@@ -319,16 +322,13 @@ impl<'p> Aggregator<'p> {
         let iid = as_str(&rec.interaction_id);
         if ts < self.since {
             self.totals.before_window += 1;
-            if let Some(c) = as_str(&rec.client_id) {
-                before(self.clients.entry(c.to_owned()).or_default(), &rec, ts, iid);
+            if let Some(c) = as_str(&rec.client_id).and_then(|c| entry(&mut self.clients, c)) {
+                before(c, &rec, ts, iid);
             }
-            if let Some(a) = rec.delegation.as_ref().and_then(|d| d.first()) {
-                before(
-                    self.actors.entry(a.sub.to_string()).or_default(),
-                    &rec,
-                    ts,
-                    iid,
-                );
+            for (_, sub) in actors(&rec) {
+                if let Some(a) = entry(&mut self.actors, sub) {
+                    before(a, &rec, ts, iid);
+                }
             }
             return;
         }
@@ -388,14 +388,29 @@ impl<'p> Aggregator<'p> {
             revoked,
             max_lifetime: self.max_lifetime,
         };
-        let actor = rec.delegation.as_ref().and_then(|d| d.first());
-        let c = self.clients.entry(client.to_owned()).or_default();
-        fact.apply(c);
-        if let Some(a) = actor {
-            c.peers.insert(a.sub.to_string());
-            let acc = self.actors.entry(a.sub.to_string()).or_default();
+        if let Some(c) = entry(&mut self.clients, client) {
+            fact.apply(c);
+            for (_, sub) in actors(rec) {
+                if !c.peers.contains(sub) {
+                    c.peers.insert(sub.to_owned());
+                }
+            }
+        }
+        // Every actor of the chain (RFC 8693 §4.1: the outermost is the current one, the
+        // nested ones acted before it), each once per call.
+        for (hop, sub) in actors(rec) {
+            let Some(acc) = entry(&mut self.actors, sub) else {
+                continue;
+            };
             fact.apply(acc);
-            acc.peers.insert(client.to_owned());
+            if hop == 0 {
+                acc.as_current_actor += 1;
+            } else {
+                acc.as_prior_actor += 1;
+            }
+            if !acc.peers.contains(client) {
+                acc.peers.insert(client.to_owned());
+            }
         }
     }
 
@@ -469,7 +484,7 @@ fn before(p: &mut PrincipalAcc, rec: &Line<'_>, ts: i64, iid: Option<&str>) {
     }
 }
 
-/// One in-window decision, applied to the client and to the current actor.
+/// One in-window decision, applied to the client and to every actor of its chain.
 struct Fact<'r, 'l, 'n> {
     rec: &'r Line<'l>,
     ts: i64,
@@ -551,6 +566,17 @@ impl Fact<'_, '_, '_> {
                 .max(u32::try_from(chain.len()).unwrap_or(u32::MAX));
         }
     }
+}
+
+/// The actors of a record's `act` chain with their hop (0: the current actor), outermost first,
+/// each `sub` once (a chain may name one actor at two hops; its first hop counts).
+fn actors<'r>(rec: &'r Line<'_>) -> impl Iterator<Item = (usize, &'r str)> {
+    let chain = rec.delegation.as_deref().unwrap_or_default();
+    chain
+        .iter()
+        .enumerate()
+        .filter(move |(i, a)| !chain[..*i].iter().any(|b| *b.sub == *a.sub))
+        .map(|(i, a)| (i, &*a.sub))
 }
 
 /// The entry for `key`, allocating the key only the first time it is seen.

@@ -516,3 +516,63 @@ fn gaps_inside_one_log_are_untrusted_and_retention_is_not() {
     let checked = collect::check_files(&[b1, f3.clone()]).expect("checked");
     assert_eq!(checked.untrusted(), 0, "{:?}", checked.files);
 }
+
+/// Every actor of a chain is a principal, each counted once per call even when the chain names
+/// it twice, with its role; an actor seen only before the window, at any hop, is dormant.
+#[test]
+fn every_actor_of_a_chain_is_reported_with_its_role() {
+    use crate::audit::record::Actor;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let actor = |sub: &str| Actor {
+        sub: sub.to_owned(),
+        ..Actor::default()
+    };
+    let chained = |jti: &str, chain: &[&str]| {
+        call("tpp-a", jti, &["accounts"], None).delegation(chain.iter().map(|s| actor(s)).collect())
+    };
+    let records = vec![
+        // Before the window: `old-hop` only ever acted as an earlier hop.
+        (AS_OF - 40 * DAY, chained("j0", &["agent", "old-hop"])),
+        (AS_OF - DAY, chained("j1", &["agent", "portal", "agent"])),
+        (AS_OF - DAY + 1, chained("j2", &["agent", "portal"])),
+    ];
+    let p = seal(dir.path(), "a.jsonl", &mut ChainState::genesis(), &records);
+    let report = build(&opts(vec![p], vec![policy_dir(dir.path())])).expect("report");
+    let get = |id: &str| {
+        report
+            .principals
+            .iter()
+            .find(|p| p.kind == "actor" && p.id == id)
+            .unwrap_or_else(|| panic!("actor {id} not reported"))
+    };
+    let agent = get("agent");
+    assert_eq!(
+        (
+            agent.calls,
+            agent.calls_as_current_actor,
+            agent.calls_as_prior_actor
+        ),
+        (2, 2, 0),
+        "named twice in one chain, counted once, as the current actor"
+    );
+    let portal = get("portal");
+    assert_eq!(
+        (
+            portal.calls,
+            portal.calls_as_current_actor,
+            portal.calls_as_prior_actor
+        ),
+        (2, 0, 2)
+    );
+    assert_eq!(portal.delegation_peers, ["tpp-a"]);
+    let old = get("old-hop");
+    assert!(old.dormant && old.calls == 0 && old.calls_before_window == 1);
+    assert!(codes(&report).contains(&pair("dormant_actor", "old-hop")));
+    let client = report
+        .principals
+        .iter()
+        .find(|p| p.kind == "client")
+        .expect("client");
+    // Peers come from calls in the window.
+    assert_eq!(client.delegation_peers, ["agent", "portal"]);
+}
