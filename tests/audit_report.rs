@@ -945,12 +945,22 @@ fn a_missing_or_cut_rotated_file_is_incomplete_evidence() {
     assert_eq!(v["totals"]["records"].as_u64(), Some(clean_records));
 }
 
+/// The text between `from` and the next `to` after it.
+fn between<'a>(text: &'a str, from: &str, to: &str) -> &'a str {
+    let start = text
+        .find(from)
+        .unwrap_or_else(|| panic!("no {from:?} in the page"));
+    let rest = &text[start + from.len()..];
+    &rest[..rest.find(to).unwrap_or(rest.len())]
+}
+
 #[test]
 fn html_report_is_self_contained_and_names_the_findings() {
     let t = trail();
     let run = report(&t.files, "html");
     assert_eq!(run.code, 0, "{}", run.stderr);
     let html = &run.stdout;
+    let (_, v) = json_report(&t.files);
     assert!(html.starts_with("<!DOCTYPE html>"));
     for forbidden in ["<script", " src=", " href=", "<link", "@import", "url("] {
         assert!(
@@ -958,12 +968,66 @@ fn html_report_is_self_contained_and_names_the_findings() {
             "HTML must not contain {forbidden:?}"
         );
     }
-    assert!(html.matches("<svg").count() >= 2, "two inline SVG charts");
-    for (code, _, who) in EXPECTED {
-        let row = format!("<code>{code}</code>");
-        assert!(html.contains(&row), "{row} missing");
-        assert!(html.contains(&format!("<b>{who}</b>")), "{who} missing");
-    }
+
+    // The findings table lists exactly the expected findings, once each.
+    let heading = format!("<h2>Findings ({})</h2>", EXPECTED.len());
+    assert!(html.contains(&heading), "{heading} missing");
+    let table = between(html, &heading, "</section>");
+    let rows: Vec<&str> = table.split("<tr>").skip(2).collect();
+    let shown: Vec<(String, String, String)> = rows
+        .iter()
+        .map(|row| {
+            let code = between(row, "<td><code>", "</code>");
+            let cells: Vec<&str> = row.split("<td>").collect();
+            let who = cells
+                .iter()
+                .find(|c| c.contains("<b>"))
+                .expect("a who cell");
+            let kind = who.split(' ').next().expect("kind");
+            let id = between(who, "<b>", "</b>");
+            (code.to_owned(), kind.to_owned(), id.to_owned())
+        })
+        .collect();
+    assert_eq!(shown.len(), EXPECTED.len(), "{shown:?}");
+    assert_eq!(
+        shown.iter().cloned().collect::<BTreeSet<_>>(),
+        expected_set()
+    );
+
+    // Exactly two charts: calls over time and deny reasons, drawing the report's own numbers.
+    assert_eq!(html.matches("<svg").count(), 2, "two inline SVG charts");
+    let timeline = between(html, "aria-label=\"Calls over time\"", "</svg>");
+    let sum = |what: &str| -> u64 {
+        timeline
+            .split("<title>")
+            .filter_map(|t| t.split("</title>").next())
+            .filter_map(|t| {
+                t.strip_suffix(what)?
+                    .rsplit(' ')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
+    };
+    assert_eq!(
+        sum(" allowed"),
+        v["totals"]["allows"].as_u64().expect("allows")
+    );
+    assert_eq!(
+        sum(" denied"),
+        v["totals"]["denies"].as_u64().expect("denies")
+    );
+    let reasons = between(html, "aria-label=\"Deny reasons\"", "</svg>");
+    let drawn: Vec<String> = reasons
+        .split("text-anchor=\"end\" fill=\"#1d2430\">")
+        .skip(1)
+        .filter_map(|t| t.split("</text>").next())
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(drawn, ["token_missing", "scope_insufficient"]);
+    assert_eq!(reasons.matches("<rect").count(), 2);
+
     assert!(html.contains("Granted vs used"));
     assert!(html.contains("<td class=\"unused\">✗</td>"));
 }
@@ -1015,24 +1079,12 @@ fn json_report_validates_against_the_committed_schema() {
     }
 }
 
-#[test]
-#[cfg_attr(
-    not(fapi_guard_test_chromium),
-    ignore = "needs Chromium: set FAPI_GUARD_TEST_CHROMIUM=/usr/bin/chromium"
-)]
-fn html_report_renders_in_headless_chromium_without_console_errors() {
-    let chromium = std::env::var("FAPI_GUARD_TEST_CHROMIUM")
-        .expect("FAPI_GUARD_TEST_CHROMIUM must name a Chromium binary");
-    let t = trail();
-    let run = report(&t.files, "html");
-    assert_eq!(run.code, 0);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let page = dir.path().join("report.html");
-    std::fs::write(&page, &run.stdout).expect("write page");
-    let profile = dir.path().join("profile");
-    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("audit-report.png");
-    let _ = std::fs::remove_file(&shot);
-    let out = Command::new(&chromium)
+/// Renders `page` in headless Chromium (a fresh profile, no network) into `shot`: Chromium's
+/// stderr, where the page's console messages are logged.
+fn render_in_chromium(chromium: &str, page: &Path, shot: &Path, size: &str) -> String {
+    let profile = page.with_extension("profile");
+    let _ = std::fs::remove_file(shot);
+    let out = Command::new(chromium)
         .args([
             "--headless",
             "--no-sandbox",
@@ -1044,18 +1096,82 @@ fn html_report_renders_in_headless_chromium_without_console_errors() {
             "--hide-scrollbars",
             "--enable-logging=stderr",
             "--v=0",
-            "--window-size=1300,2900",
         ])
+        .arg(format!("--window-size={size}"))
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg(format!("--screenshot={}", shot.display()))
         .arg(format!("file://{}", page.display()))
         .output()
         .unwrap_or_else(|e| panic!("cannot run {chromium}: {e}"));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "chromium failed: {stderr}");
-    for bad in ["Uncaught", "ERROR:CONSOLE", ":CONSOLE(", "Refused to"] {
-        assert!(!stderr.contains(bad), "console error ({bad}): {stderr}");
+    stderr
+}
+
+/// The lines of Chromium's log that report a problem on the page: any console message (the
+/// report has no script, so nothing may log), an uncaught error, a Content Security Policy
+/// violation (a resource the page tried to load).
+fn console_problems(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| {
+            l.contains(":CONSOLE")
+                || l.contains("Uncaught")
+                || l.contains("Content Security Policy")
+                || l.contains("Refused to")
+        })
+        .collect()
+}
+
+#[test]
+#[cfg_attr(
+    not(fapi_guard_test_chromium),
+    ignore = "needs Chromium: set FAPI_GUARD_TEST_CHROMIUM=/usr/bin/chromium"
+)]
+fn html_report_renders_in_headless_chromium_without_console_errors() {
+    let chromium = std::env::var("FAPI_GUARD_TEST_CHROMIUM")
+        .expect("FAPI_GUARD_TEST_CHROMIUM must name a Chromium binary");
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    // Negative control: a page with a console error, an uncaught exception and a resource its
+    // CSP forbids. Each must be caught by `console_problems` in this Chromium's log format, or
+    // a clean result below would prove nothing.
+    let control = dir.path().join("control.html");
+    std::fs::write(
+        &control,
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"Content-Security-Policy\" \
+         content=\"default-src 'none'; script-src 'unsafe-inline'\"></head><body><p>control</p>\
+         <script>console.error('deliberate console error'); notAFunction();</script>\
+         <img src=\"http://127.0.0.1:9/forbidden.png\"></body></html>",
+    )
+    .expect("write control");
+    let stderr = render_in_chromium(
+        &chromium,
+        &control,
+        &dir.path().join("control.png"),
+        "800,600",
+    );
+    let caught = console_problems(&stderr).join("\n");
+    for (what, needle) in [
+        ("console.error", "deliberate console error"),
+        ("uncaught exception", "notAFunction"),
+        ("CSP violation", "forbidden.png"),
+    ] {
+        assert!(
+            caught.contains(needle),
+            "the check misses a {what}: {stderr}"
+        );
     }
+
+    let t = trail();
+    let run = report(&t.files, "html");
+    assert_eq!(run.code, 0);
+    let page = dir.path().join("report.html");
+    std::fs::write(&page, &run.stdout).expect("write page");
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("audit-report.png");
+    let stderr = render_in_chromium(&chromium, &page, &shot, "1300,2900");
+    let problems = console_problems(&stderr);
+    assert!(problems.is_empty(), "console problems: {problems:#?}");
     let png = std::fs::read(&shot).expect("screenshot written");
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
     assert!(
