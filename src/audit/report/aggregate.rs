@@ -16,6 +16,8 @@ use super::collect::Revocation;
 use super::model::Evidence;
 use super::stamp;
 use super::{Policies, ReportOptions, RouteNeeds};
+
+mod retained;
 use crate::audit::record::token_digest;
 
 /// Timeline buckets across the window.

@@ -576,3 +576,51 @@ fn every_actor_of_a_chain_is_reported_with_its_role() {
     // Peers come from calls in the window.
     assert_eq!(client.delegation_peers, ["agent", "portal"]);
 }
+
+/// Memory is bounded by clients × routes (and scopes, reasons, actors), never by records: ten
+/// times the records from the same few clients leave the aggregation exactly as large. Every
+/// record has its own interaction id, token and timestamp, so anything kept per record would
+/// show.
+#[test]
+fn aggregation_state_does_not_grow_with_the_number_of_records() {
+    use crate::audit::record::Actor;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policies = Policies::load(&[policy_dir(dir.path())]).expect("policies");
+    let retained = |n: usize| {
+        let o = opts(Vec::new(), Vec::new());
+        let mut agg = aggregate::Aggregator::new(&o, &policies, &[]);
+        let mut state = ChainState::genesis();
+        let mut buf = Vec::new();
+        for i in 0..n {
+            let client = format!("tpp-{}", i % 5);
+            let deny = (i % 7 == 0).then_some(DenyReason::ScopeInsufficient);
+            let scopes: &[&str] = if i % 2 == 0 {
+                &["accounts"]
+            } else {
+                &["accounts", "payments"]
+            };
+            let mut r = call(&client, &format!("j{i:08}"), scopes, deny)
+                .interaction_id(format!("00000000-0000-4000-8000-{i:012}"));
+            if i % 3 == 0 {
+                r = r.delegation(vec![Actor {
+                    sub: format!("agent-{}", i % 2),
+                    ..Actor::default()
+                }]);
+            }
+            // Spread over the window and the 10 days before it.
+            let ts = AS_OF - 40 * DAY + (i as i64 * 40 * DAY / n as i64);
+            buf.clear();
+            state.seal_into(&r, ts, &mut buf).expect("sealed");
+            agg.line(buf.strip_suffix(b"\n").unwrap_or(&buf));
+        }
+        assert_eq!(agg.totals.records, n as u64);
+        agg.retained()
+    };
+    let small = retained(2_000);
+    let large = retained(20_000);
+    assert!(small.0 > 50, "the state is measured: {small:?}");
+    assert_eq!(
+        small, large,
+        "(entries, bytes) for 2,000 and 20,000 records"
+    );
+}
