@@ -2,23 +2,20 @@
 //! time, borrowing strings from the line where it can: memory grows with the number of
 //! clients, actors, routes, scopes and deny reasons, never with the number of records.
 
-use std::borrow::Cow;
+mod line;
+mod retained;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-
-use serde::Deserialize;
-use serde::de::{self, Deserializer, Visitor};
 
 use super::collect::Revocation;
 use super::model::Evidence;
 use super::stamp;
 use super::{Policies, ReportOptions, RouteNeeds};
-
-mod retained;
 use crate::audit::record::token_digest;
+use line::{Line, as_str};
 
 /// Timeline buckets across the window.
 pub const BUCKETS: i64 = 30;
@@ -141,104 +138,6 @@ pub struct Aggregator<'p> {
     pub timeline: Vec<(u64, u64)>,
     pub revisions_seen: BTreeSet<String>,
     pub other_revision: u64,
-}
-
-/// The fields of a record the report reads; everything else is skipped.
-#[derive(Deserialize)]
-struct Line<'a> {
-    #[serde(borrow)]
-    ts: Str<'a>,
-    #[serde(borrow)]
-    kind: Str<'a>,
-    #[serde(default, borrow)]
-    interaction_id: Option<Str<'a>>,
-    #[serde(default, borrow)]
-    api: Option<Str<'a>>,
-    #[serde(default, borrow)]
-    route: Option<Str<'a>>,
-    #[serde(default, borrow)]
-    decision: Option<Str<'a>>,
-    #[serde(default, borrow)]
-    reason: Option<Str<'a>>,
-    #[serde(default, borrow)]
-    client_id: Option<Str<'a>>,
-    #[serde(default, borrow)]
-    subject: Option<Str<'a>>,
-    #[serde(default, borrow)]
-    token: Option<TokenLine<'a>>,
-    #[serde(default, borrow)]
-    consent: Option<ConsentLine<'a>>,
-    #[serde(default, borrow)]
-    delegation: Option<Vec<ActorLine<'a>>>,
-    #[serde(default, borrow)]
-    scopes: Option<Vec<Str<'a>>>,
-    #[serde(default, borrow)]
-    policy_revision: Option<Str<'a>>,
-}
-
-#[derive(Deserialize)]
-struct TokenLine<'a> {
-    #[serde(default, borrow)]
-    jti: Option<Str<'a>>,
-    #[serde(default, borrow)]
-    sha256: Option<Str<'a>>,
-    #[serde(default)]
-    exp: Option<i64>,
-    #[serde(default)]
-    iat: Option<i64>,
-    #[serde(default, borrow)]
-    binding: Option<Str<'a>>,
-}
-
-#[derive(Deserialize)]
-struct ConsentLine<'a> {
-    #[serde(borrow)]
-    id: Str<'a>,
-    #[serde(default, borrow)]
-    permissions: Option<Vec<Str<'a>>>,
-}
-
-#[derive(Deserialize)]
-struct ActorLine<'a> {
-    #[serde(borrow)]
-    sub: Str<'a>,
-}
-
-/// A JSON string borrowed from the line when it has no escapes (serde's `Cow<str>` inside an
-/// `Option` or `Vec` always copies).
-struct Str<'a>(Cow<'a, str>);
-
-impl std::ops::Deref for Str<'_> {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Str<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Str(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Str(Cow::Owned(v.to_owned())))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-                Ok(Str(Cow::Owned(v)))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
-fn as_str<'a>(s: &'a Option<Str<'_>>) -> Option<&'a str> {
-    s.as_ref().map(|s| &**s)
 }
 
 impl<'p> Aggregator<'p> {
