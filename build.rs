@@ -18,7 +18,6 @@ const OPTIONAL: &[(&str, &str)] = &[
         "fapi_guard_test_k8s_validate",
     ),
     ("FAPI_GUARD_TEST_CHROMIUM", "fapi_guard_test_chromium"),
-    ("FAPI_GUARD_TEST_NODE", "fapi_guard_test_node"),
     ("FAPI_GUARD_TEST_SOAK", "fapi_guard_test_soak"),
     ("FAPI_GUARD_TEST_TMPFS", "fapi_guard_test_tmpfs"),
 ];

@@ -1,6 +1,6 @@
-//! Throughput of `audit report` on a generated trail (issue 16: "a million records processed in
-//! seconds"). Run with `cargo bench --bench audit_report`; `FAPI_GUARD_REPORT_RECORDS` changes
-//! the size (default 1,000,000).
+//! Throughput of `audit report` on a generated trail (a million records should take seconds).
+//! Run with `cargo bench --bench audit_report`; `FAPI_GUARD_REPORT_RECORDS` changes the size
+//! (default 1,000,000).
 //!
 //! The trail is sealed with the writer's own chain code: 4 replicas, each a rotated set of
 //! files of 50,000 records, 300 clients (some only before the window), 12 routes, decisions
@@ -128,7 +128,9 @@ fn generate(dir: &std::path::Path, total: usize) -> Vec<PathBuf> {
             n += 1;
             written += 1;
             if n.is_multiple_of(PER_FILE) || n == per_replica || written == total {
-                let p = dir.join(format!("replica-{rep}.audit.jsonl.{part:020}"));
+                // Named as the proxy names a rotated file: after its first record's seq.
+                let first_seq = part * PER_FILE + 1;
+                let p = dir.join(format!("replica-{rep}.audit.jsonl.{first_seq:020}"));
                 std::fs::write(&p, &buf).expect("write");
                 buf.clear();
                 files.push(p);

@@ -204,7 +204,7 @@ fn route<B>(guard: &Guard, req: &Request<B>) -> Response<Body> {
             ),
         },
         (&Method::GET, "/metrics") => {
-            let mut r = Response::new(full(guard.metrics().encode()));
+            let mut r = Response::new(full(guard.metrics_text()));
             r.headers_mut().insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

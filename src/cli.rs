@@ -1,4 +1,4 @@
-//! The command line (spec §3). Exit codes: 0 success, 1 check failure, 2 usage/configuration.
+//! The command line. Exit codes: 0 success, 1 check failure, 2 usage/configuration.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -186,7 +186,7 @@ pub enum PolicyCommand {
         /// The request line, e.g. 'GET /accounts/acc-1'.
         #[arg(long)]
         request: String,
-        /// JSON file with the token's claims (spec §3 calls it `--token`; both are accepted).
+        /// JSON file with the token's claims (`--token` is accepted as another name).
         #[arg(long, alias = "token", value_name = "CLAIMS.json")]
         claims: Option<PathBuf>,
         /// How the token is presented; default: as its `cnf` implies.

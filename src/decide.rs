@@ -119,7 +119,7 @@ pub fn settled_before_consent(d: Decision) -> bool {
 /// Whether the token is valid for this route (time, audience) and bound, by the presented DPoP
 /// proof's key, to the caller: everything up to the binding check passed. Only then is the proof
 /// recorded in the replay store (RFC 9449 §11.1), so a proof riding on an expired, foreign or
-/// unbound token costs no replay-store memory (issue 9, defect 2).
+/// unbound token costs no replay-store memory.
 pub fn dpop_bound(f: &Facts<'_>, route: &Route) -> bool {
     let TokenFact::Verified(t) = f.token else {
         return false;

@@ -136,10 +136,7 @@ pub async fn run_with(serve: bool, redis: Option<&str>) -> Result<(), String> {
     if serve && result.is_ok() {
         script::print_serve_help(&dir, running.addr, running.admin_addr, &as_key)?;
         println!("Audit trail (kept after exit):");
-        println!(
-            "  fapi-guard audit verify {}",
-            dir.join(&audit_name).display()
-        );
+        println!("  {}", verify_command(&dir.join(&audit_name)));
         let _ = tokio::signal::ctrl_c().await;
     }
     running.shutdown(Duration::from_secs(1)).await;
@@ -148,8 +145,8 @@ pub async fn run_with(serve: bool, redis: Option<&str>) -> Result<(), String> {
     let trail = dir.join(&audit_name);
     let result = result.and_then(|()| trails.iter().try_for_each(|t| verify_trail(t)));
     println!(
-        "\nThe trail is kept; check it yourself with:\n  fapi-guard audit verify {}",
-        trail.display()
+        "\nThe trail is kept; check it yourself with:\n  {}",
+        verify_command(&trail)
     );
     result
 }
@@ -230,6 +227,30 @@ fn redacted(url: &str) -> String {
     }
 }
 
+/// The command that checks `trail`, runnable as printed from the directory the demo ran in:
+/// this executable by its absolute path, since after `cargo run` no `fapi-guard` is on `PATH`.
+fn verify_command(trail: &std::path::Path) -> String {
+    let exe = std::env::current_exe()
+        .map_or_else(|_| "fapi-guard".to_owned(), |p| p.display().to_string());
+    format!(
+        "{} audit verify {}",
+        shell_word(&exe),
+        shell_word(&trail.display().to_string())
+    )
+}
+
+/// `s` as one POSIX shell word: as is when plain, else single-quoted.
+fn shell_word(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+:@,=".contains(&b));
+    if plain {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
 /// What `write_files` needs to know about this run.
 struct DemoFiles<'a> {
     upstream: std::net::SocketAddr,
@@ -304,7 +325,27 @@ policies: [policies/]
 mod tests {
     use super::*;
 
-    /// Issue 9 defect 12: the demo's own check can fail. A tampered or missing trail is an
+    #[test]
+    fn printed_paths_are_one_shell_word() {
+        let cases = [
+            (
+                "/work/target/release/fapi-guard",
+                "/work/target/release/fapi-guard",
+            ),
+            (
+                "fapi-guard-demo/audit-1-2.jsonl",
+                "fapi-guard-demo/audit-1-2.jsonl",
+            ),
+            ("/home/a b/fapi-guard", "'/home/a b/fapi-guard'"),
+            ("/tmp/it's", "'/tmp/it'\\''s'"),
+            ("$HOME", "'$HOME'"),
+        ];
+        for (raw, word) in cases {
+            assert_eq!(shell_word(raw), word, "{raw}");
+        }
+    }
+
+    /// The demo's own check can fail. A tampered or missing trail is an
     /// error (the CLI maps it to exit 1); an intact one passes.
     #[tokio::test]
     async fn a_broken_audit_trail_fails_the_demo() {

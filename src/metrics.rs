@@ -52,7 +52,7 @@ pub struct Metrics {
     pub audit_records: IntCounter,
     pub audit_failures: IntCounter,
     pub jwks_refreshes: IntCounterVec,
-    /// Issue 9: bounded security state and buffers (registered by `register_hardening`).
+    /// Bounded security state and buffers (registered by `register_hardening`).
     pub replay_cache_entries: IntGauge,
     pub replay_cache_full: IntCounter,
     pub body_buffer_exhausted: IntCounter,

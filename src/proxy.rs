@@ -1,10 +1,11 @@
 //! The single enforcement point: takes a request, snapshots the policy, gathers the facts
 //! (token from cache or JWKS, DPoP proof, client certificate), calls the pure `decide`, writes the
-//! audit record, then forwards or answers with the spec's denial.
+//! audit record, then forwards or answers with the denial of its reason (`response::deny`).
 
 pub mod body_limit;
 mod client_body;
 mod consent;
+mod content_type;
 pub mod credentials;
 mod evaluate;
 pub mod forward;
@@ -257,6 +258,15 @@ impl Guard {
         &self.metrics
     }
 
+    /// The metrics exposition for a scrape. Gauges of state that shrinks by time alone are
+    /// brought up to date first: the replay store drops expired proofs and reports its size,
+    /// so `fapi_guard_replay_cache_entries` is fresh even when no DPoP request came lately.
+    pub fn metrics_text(&self) -> String {
+        self.replay.purge_expired(self.clock.now_unix());
+        self.metrics.set_replay_entries(self.replay.entries());
+        self.metrics.encode()
+    }
+
     pub fn audit(&self) -> &AuditLog {
         &self.audit
     }
@@ -327,7 +337,7 @@ impl Guard {
     ) -> Response<Body> {
         let (mut parts, body) = req.into_parts();
         let policies = self.policies.load_full();
-        // Issue 9 (defect 9): one limit for every transfer coding, and a body is read only for
+        // One limit for every transfer coding, and a body is read only for
         // a request that is otherwise authorized (`evaluate` reads a JSON body for the consent
         // check only after token, binding, scope and replay passed; the form check runs last).
         let limit = self.config.listen.limits.max_body_bytes;

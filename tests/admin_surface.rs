@@ -1,4 +1,4 @@
-//! The admin surfaces (issue 9 defect 10): every write method on the full admin listener needs
+//! The admin surfaces: every write method on the full admin listener needs
 //! `Authorization: Bearer <admin.token_file>`; the read-only metrics listener serves the four
 //! read endpoints and nothing else; an admin listener off loopback without a token refuses to
 //! start (exit 2).

@@ -1,4 +1,4 @@
-//! `fapi-guard audit report` on audit trails written by the real proxy (issue 16).
+//! `fapi-guard audit report` on audit trails written by the real proxy.
 //!
 //! Two replicas (one rotating its file every few records) run with one injected clock in front
 //! of a real echo upstream and a real consent service; scripted clients call them over 40 days:
@@ -8,7 +8,7 @@
 //! | tpp-good | DPoP-bound, exactly the scope and consent it needs | none |
 //! | tpp-over | holds `payments` and three consent permissions, reads accounts only, probes `/transactions` | unused_scopes (high), unused_consent_permissions, repeated_denials |
 //! | tpp-dormant | called 40 days ago only | dormant_client |
-//! | tpp-deleg | reached through a two-hop `act` chain | deep_delegation (and its actor appears as a principal) |
+//! | tpp-deleg | reached through a two-hop `act` chain | deep_delegation (and both actors of the chain appear as principals) |
 //! | tpp-long | 2-hour bearer tokens on an `unbound_allowed` route | long_lived_tokens (high), unbound_tokens |
 //!
 //! The report is produced by the real binary, in text, JSON (validated against
@@ -73,6 +73,8 @@ routes:
 ";
 
 const AGGREGATOR: &str = "spiffe://bank.example/ns/aggregators/sa/agg";
+/// The earlier hop of tpp-deleg's chain: the aggregator acts for the portal.
+const PORTAL: &str = "spiffe://bank.example/ns/web/sa/portal";
 
 /// The findings the scripted traffic must produce, and nothing else: (code, kind, principal).
 const EXPECTED: &[(&str, &str, &str)] = &[
@@ -359,7 +361,7 @@ async fn build_trail() -> Trail {
         true,
         300,
         Some(json!({"sub": AGGREGATOR, "client_id": "agg-1",
-                    "act": {"sub": "spiffe://bank.example/ns/web/sa/portal"}})),
+                    "act": {"sub": PORTAL}})),
     );
     let long = tpp("tpp-long", "accounts", None, false, 7200, None);
 
@@ -630,11 +632,33 @@ fn json_report_names_exactly_the_expected_findings_with_evidence() {
 
     let deleg = principal(&v, "client", "tpp-deleg");
     assert_eq!(deleg["tokens"]["max_delegation_depth"], 2);
-    assert_eq!(deleg["delegation_peers"], json!([AGGREGATOR]));
+    assert_eq!(deleg["delegation_peers"], json!([AGGREGATOR, PORTAL]));
+    // Both actors of the chain are principals: the current one and the earlier hop.
     let actor = principal(&v, "actor", AGGREGATOR);
     assert_eq!(actor["calls"], 6);
+    assert_eq!(
+        (
+            &actor["calls_as_current_actor"],
+            &actor["calls_as_prior_actor"]
+        ),
+        (&json!(6), &json!(0))
+    );
     assert_eq!(actor["delegation_peers"], json!(["tpp-deleg"]));
     assert_eq!(actor["routes"][0]["route"], "aggregated-accounts");
+    let inner = principal(&v, "actor", PORTAL);
+    assert_eq!(inner["calls"], 6);
+    assert_eq!(
+        (
+            &inner["calls_as_current_actor"],
+            &inner["calls_as_prior_actor"]
+        ),
+        (&json!(0), &json!(6))
+    );
+    assert_eq!(inner["delegation_peers"], json!(["tpp-deleg"]));
+    assert_eq!(inner["routes"][0]["route"], "aggregated-accounts");
+    assert_eq!(inner["tokens"]["max_delegation_depth"], 2);
+    // Clients carry no actor role.
+    assert_eq!(deleg["calls_as_prior_actor"], 0);
 
     let good = principal(&v, "client", "tpp-good");
     assert_eq!(good["score"], 100);
@@ -812,12 +836,131 @@ fn tampered_truncated_and_duplicated_files_are_reported_and_not_counted() {
     assert_eq!(got, clean_records - missing, "records counted");
 }
 
+/// A rotated set with a file missing in the middle, or a rotated file cut exactly at a line
+/// boundary (so it still verifies on its own), would look like a log that simply starts later:
+/// the report calls it incomplete evidence, exits 1 with a line naming both files, and counts
+/// neither side of the gap.
+#[test]
+fn a_missing_or_cut_rotated_file_is_incomplete_evidence() {
+    let t = trail();
+    let (_, clean) = json_report(&t.files);
+    let clean_records = clean["totals"]["records"].as_u64().expect("n");
+    // Each replica's files keep their names, in a directory of their own.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let copy = |case: &str| -> (Vec<PathBuf>, Vec<PathBuf>, PathBuf) {
+        let mut files = Vec::new();
+        for f in &t.files {
+            let replica = f.parent().and_then(|d| d.file_name()).expect("replica dir");
+            let to_dir = dir.path().join(case).join(replica);
+            std::fs::create_dir_all(&to_dir).expect("mkdir");
+            let to = to_dir.join(f.file_name().expect("name"));
+            std::fs::copy(f, &to).expect("copy");
+            files.push(to);
+        }
+        // Replica A's rotated files in chain order (their names carry the first seq), and its
+        // active file.
+        let mut rotated: Vec<PathBuf> = files
+            .iter()
+            .filter(|p| !p.to_string_lossy().ends_with("audit.jsonl"))
+            .cloned()
+            .collect();
+        rotated.sort();
+        let active = rotated[0].with_file_name("audit.jsonl");
+        assert!(files.contains(&active));
+        (files, rotated, active)
+    };
+    let untrusted_reason = |v: &Value, p: &Path| -> Option<String> {
+        v["integrity"]["files"]
+            .as_array()
+            .expect("files")
+            .iter()
+            .find(|f| f["path"] == p.display().to_string())
+            .filter(|f| f["status"] == "untrusted")
+            .map(|f| f["reason"].as_str().unwrap_or("").to_owned())
+    };
+
+    // The newest rotated file deleted: the gap is between the one before it and the active file.
+    let (mut files, rotated, active) = copy("missing");
+    assert!(rotated.len() >= 2, "{rotated:?}");
+    let (before, gone) = (&rotated[rotated.len() - 2], &rotated[rotated.len() - 1]);
+    let lost = lines(gone) + lines(before) + lines(&active);
+    std::fs::remove_file(gone).expect("delete");
+    files.retain(|p| p != gone);
+    let run = report(&files, "json");
+    assert_eq!(run.code, 1, "incomplete evidence → exit 1: {}", run.stderr);
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("incomplete evidence"))
+        .unwrap_or_else(|| panic!("no clear line on stderr: {}", run.stderr));
+    assert!(
+        line.contains(&before.display().to_string())
+            && line.contains(&active.display().to_string())
+            && line.contains("are missing"),
+        "{line}"
+    );
+    let v: Value = serde_json::from_str(&run.stdout).expect("json");
+    for p in [before, &active] {
+        let why = untrusted_reason(&v, p).unwrap_or_else(|| panic!("{} trusted", p.display()));
+        assert!(why.contains("incomplete evidence"), "{why}");
+    }
+    assert_eq!(v["integrity"]["untrusted_files"], 2);
+    assert_eq!(
+        v["totals"]["records"].as_u64(),
+        Some(clean_records - lost as u64),
+        "neither side of the gap is counted"
+    );
+
+    // The newest rotated file cut after its second-to-last line: it verifies on its own.
+    let (files, rotated, active) = copy("cut");
+    let cut = &rotated[rotated.len() - 1];
+    let text = std::fs::read_to_string(cut).expect("read");
+    let kept: Vec<&str> = text.lines().collect();
+    assert!(kept.len() >= 2);
+    let kept = &kept[..kept.len() - 1];
+    std::fs::write(cut, format!("{}\n", kept.join("\n"))).expect("cut");
+    let audit_verify = Command::new(env!("CARGO_BIN_EXE_fapi-guard"))
+        .args(["audit", "verify"])
+        .arg(cut)
+        .output()
+        .expect("audit verify");
+    assert!(audit_verify.status.success(), "the cut file verifies alone");
+    let run = report(&files, "json");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let v: Value = serde_json::from_str(&run.stdout).expect("json");
+    for p in [cut, &active] {
+        let why = untrusted_reason(&v, p).unwrap_or_else(|| panic!("{} trusted", p.display()));
+        assert!(why.contains("incomplete evidence"), "{why}");
+    }
+    assert!(
+        untrusted_reason(&v, &rotated[0]).is_none(),
+        "the files before stay counted"
+    );
+    assert_eq!(v["integrity"]["untrusted_files"], 2);
+
+    // Control: the same copies untouched are one trusted chain per replica.
+    let (files, _, _) = copy("whole");
+    let (code, v) = json_report(&files);
+    assert_eq!(code, 0);
+    assert_eq!(v["totals"]["records"].as_u64(), Some(clean_records));
+}
+
+/// The text between `from` and the next `to` after it.
+fn between<'a>(text: &'a str, from: &str, to: &str) -> &'a str {
+    let start = text
+        .find(from)
+        .unwrap_or_else(|| panic!("no {from:?} in the page"));
+    let rest = &text[start + from.len()..];
+    &rest[..rest.find(to).unwrap_or(rest.len())]
+}
+
 #[test]
 fn html_report_is_self_contained_and_names_the_findings() {
     let t = trail();
     let run = report(&t.files, "html");
     assert_eq!(run.code, 0, "{}", run.stderr);
     let html = &run.stdout;
+    let (_, v) = json_report(&t.files);
     assert!(html.starts_with("<!DOCTYPE html>"));
     for forbidden in ["<script", " src=", " href=", "<link", "@import", "url("] {
         assert!(
@@ -825,12 +968,66 @@ fn html_report_is_self_contained_and_names_the_findings() {
             "HTML must not contain {forbidden:?}"
         );
     }
-    assert!(html.matches("<svg").count() >= 2, "two inline SVG charts");
-    for (code, _, who) in EXPECTED {
-        let row = format!("<code>{code}</code>");
-        assert!(html.contains(&row), "{row} missing");
-        assert!(html.contains(&format!("<b>{who}</b>")), "{who} missing");
-    }
+
+    // The findings table lists exactly the expected findings, once each.
+    let heading = format!("<h2>Findings ({})</h2>", EXPECTED.len());
+    assert!(html.contains(&heading), "{heading} missing");
+    let table = between(html, &heading, "</section>");
+    let rows: Vec<&str> = table.split("<tr>").skip(2).collect();
+    let shown: Vec<(String, String, String)> = rows
+        .iter()
+        .map(|row| {
+            let code = between(row, "<td><code>", "</code>");
+            let cells: Vec<&str> = row.split("<td>").collect();
+            let who = cells
+                .iter()
+                .find(|c| c.contains("<b>"))
+                .expect("a who cell");
+            let kind = who.split(' ').next().expect("kind");
+            let id = between(who, "<b>", "</b>");
+            (code.to_owned(), kind.to_owned(), id.to_owned())
+        })
+        .collect();
+    assert_eq!(shown.len(), EXPECTED.len(), "{shown:?}");
+    assert_eq!(
+        shown.iter().cloned().collect::<BTreeSet<_>>(),
+        expected_set()
+    );
+
+    // Exactly two charts: calls over time and deny reasons, drawing the report's own numbers.
+    assert_eq!(html.matches("<svg").count(), 2, "two inline SVG charts");
+    let timeline = between(html, "aria-label=\"Calls over time\"", "</svg>");
+    let sum = |what: &str| -> u64 {
+        timeline
+            .split("<title>")
+            .filter_map(|t| t.split("</title>").next())
+            .filter_map(|t| {
+                t.strip_suffix(what)?
+                    .rsplit(' ')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
+    };
+    assert_eq!(
+        sum(" allowed"),
+        v["totals"]["allows"].as_u64().expect("allows")
+    );
+    assert_eq!(
+        sum(" denied"),
+        v["totals"]["denies"].as_u64().expect("denies")
+    );
+    let reasons = between(html, "aria-label=\"Deny reasons\"", "</svg>");
+    let drawn: Vec<String> = reasons
+        .split("text-anchor=\"end\" fill=\"#1d2430\">")
+        .skip(1)
+        .filter_map(|t| t.split("</text>").next())
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(drawn, ["token_missing", "scope_insufficient"]);
+    assert_eq!(reasons.matches("<rect").count(), 2);
+
     assert!(html.contains("Granted vs used"));
     assert!(html.contains("<td class=\"unused\">✗</td>"));
 }
@@ -882,24 +1079,12 @@ fn json_report_validates_against_the_committed_schema() {
     }
 }
 
-#[test]
-#[cfg_attr(
-    not(fapi_guard_test_chromium),
-    ignore = "needs Chromium: set FAPI_GUARD_TEST_CHROMIUM=/usr/bin/chromium"
-)]
-fn html_report_renders_in_headless_chromium_without_console_errors() {
-    let chromium = std::env::var("FAPI_GUARD_TEST_CHROMIUM")
-        .expect("FAPI_GUARD_TEST_CHROMIUM must name a Chromium binary");
-    let t = trail();
-    let run = report(&t.files, "html");
-    assert_eq!(run.code, 0);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let page = dir.path().join("report.html");
-    std::fs::write(&page, &run.stdout).expect("write page");
-    let profile = dir.path().join("profile");
-    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("audit-report.png");
-    let _ = std::fs::remove_file(&shot);
-    let out = Command::new(&chromium)
+/// Renders `page` in headless Chromium (a fresh profile, no network) into `shot`: Chromium's
+/// stderr, where the page's console messages are logged.
+fn render_in_chromium(chromium: &str, page: &Path, shot: &Path, size: &str) -> String {
+    let profile = page.with_extension("profile");
+    let _ = std::fs::remove_file(shot);
+    let out = Command::new(chromium)
         .args([
             "--headless",
             "--no-sandbox",
@@ -911,18 +1096,82 @@ fn html_report_renders_in_headless_chromium_without_console_errors() {
             "--hide-scrollbars",
             "--enable-logging=stderr",
             "--v=0",
-            "--window-size=1300,2900",
         ])
+        .arg(format!("--window-size={size}"))
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg(format!("--screenshot={}", shot.display()))
         .arg(format!("file://{}", page.display()))
         .output()
         .unwrap_or_else(|e| panic!("cannot run {chromium}: {e}"));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "chromium failed: {stderr}");
-    for bad in ["Uncaught", "ERROR:CONSOLE", ":CONSOLE(", "Refused to"] {
-        assert!(!stderr.contains(bad), "console error ({bad}): {stderr}");
+    stderr
+}
+
+/// The lines of Chromium's log that report a problem on the page: any console message (the
+/// report has no script, so nothing may log), an uncaught error, a Content Security Policy
+/// violation (a resource the page tried to load).
+fn console_problems(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| {
+            l.contains(":CONSOLE")
+                || l.contains("Uncaught")
+                || l.contains("Content Security Policy")
+                || l.contains("Refused to")
+        })
+        .collect()
+}
+
+#[test]
+#[cfg_attr(
+    not(fapi_guard_test_chromium),
+    ignore = "needs Chromium: set FAPI_GUARD_TEST_CHROMIUM=/usr/bin/chromium"
+)]
+fn html_report_renders_in_headless_chromium_without_console_errors() {
+    let chromium = std::env::var("FAPI_GUARD_TEST_CHROMIUM")
+        .expect("FAPI_GUARD_TEST_CHROMIUM must name a Chromium binary");
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    // Negative control: a page with a console error, an uncaught exception and a resource its
+    // CSP forbids. Each must be caught by `console_problems` in this Chromium's log format, or
+    // a clean result below would prove nothing.
+    let control = dir.path().join("control.html");
+    std::fs::write(
+        &control,
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"Content-Security-Policy\" \
+         content=\"default-src 'none'; script-src 'unsafe-inline'\"></head><body><p>control</p>\
+         <script>console.error('deliberate console error'); notAFunction();</script>\
+         <img src=\"http://127.0.0.1:9/forbidden.png\"></body></html>",
+    )
+    .expect("write control");
+    let stderr = render_in_chromium(
+        &chromium,
+        &control,
+        &dir.path().join("control.png"),
+        "800,600",
+    );
+    let caught = console_problems(&stderr).join("\n");
+    for (what, needle) in [
+        ("console.error", "deliberate console error"),
+        ("uncaught exception", "notAFunction"),
+        ("CSP violation", "forbidden.png"),
+    ] {
+        assert!(
+            caught.contains(needle),
+            "the check misses a {what}: {stderr}"
+        );
     }
+
+    let t = trail();
+    let run = report(&t.files, "html");
+    assert_eq!(run.code, 0);
+    let page = dir.path().join("report.html");
+    std::fs::write(&page, &run.stdout).expect("write page");
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("audit-report.png");
+    let stderr = render_in_chromium(&chromium, &page, &shot, "1300,2900");
+    let problems = console_problems(&stderr);
+    assert!(problems.is_empty(), "console problems: {problems:#?}");
     let png = std::fs::read(&shot).expect("screenshot written");
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
     assert!(

@@ -380,7 +380,7 @@ fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
-/// Issue 9 defect 11: the decision record names the path that was matched and forwarded (the
+/// The decision record names the path that was matched and forwarded (the
 /// normalized one), and keeps what the client sent in `raw_path` only when it differs.
 #[tokio::test]
 async fn the_record_carries_the_normalized_path_the_upstream_received() {

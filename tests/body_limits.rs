@@ -1,4 +1,4 @@
-//! Issue 9, defect 9 through the real proxy, on raw sockets: a body is read only for a request
+//! Through the real proxy, on raw sockets: a body is read only for a request
 //! that is otherwise authorized, `max_body_bytes` holds for chunked (streamed) bodies too, and
 //! all buffered bodies together stay within `max_buffered_bytes`.
 

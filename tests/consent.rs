@@ -1,5 +1,5 @@
 //! Consent enforcement through the real proxy, against a real HTTP consent service that counts
-//! its calls (spec §5, issue 5).
+//! its calls.
 
 mod common;
 

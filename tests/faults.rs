@@ -1,11 +1,11 @@
-//! Fault injection with real processes and sockets (issue 9, "prove the classes closed"): the
+//! Fault injection with real processes and sockets: the
 //! real binary (`fapi-guard run`) in front of dependencies that fail on purpose — the issuer's
 //! JWKS endpoint, the consent service, the upstream API (`common::fault::FaultServer`, a raw
 //! socket server that can refuse, reset, hang, cut or flood), and a real size-limited audit
 //! filesystem (tmpfs).
 //!
 //! For every fault each test checks, against the same running process:
-//! - the documented fail-closed answer (spec §6: 503 `dependency_unavailable`; 502/504 for the
+//! - the documented fail-closed answer (503 `dependency_unavailable`; 502/504 for the
 //!   upstream);
 //! - that a metric moved (admin `/metrics`);
 //! - that a log line says what failed (the child's stderr);
@@ -13,7 +13,8 @@
 //! - that nothing was forwarded without its audit record (every interaction id the upstream
 //!   received has a `decision: allow` record), and `fapi-guard audit verify` passes at the end.
 //!
-//! Redis is not covered: the shared state backend does not exist yet (issue 10).
+//! Redis down (the shared state backend) is the same kind of test with several replicas:
+//! `tests/redis_fleet.rs`.
 
 mod common;
 

@@ -1,7 +1,6 @@
 //! What the API receives about the client: verified identity headers that no `Connection`
 //! option can delete, forwarding headers rebuilt from the real peer, forwarded certificates only
-//! from trusted hops (one field line), and no method-override or URL-rewrite headers (issue 9,
-//! defects 3, 4, 6).
+//! from trusted hops (one field line), and no method-override or URL-rewrite headers.
 
 mod common;
 

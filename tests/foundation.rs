@@ -375,7 +375,7 @@ async fn request_shape_denials() {
     }
 
     // token in a form body (RFC 6750 §2.2), checked once the request is otherwise allowed
-    // (issue 9: authorize before buffering), and an oversized body
+    // (authorize before buffering), and an oversized body
     let payments = w.key.token(|_, c| c["scope"] = json!("payments"));
     let form = Request::post(w.proxy.url("/payments"))
         .header("authorization", bearer(&payments))

@@ -1,6 +1,6 @@
-//! Property tests (issue 9): the parsers that read attacker-controlled bytes (JWS structure and
-//! JSON members, DPoP proofs, forwarded client certificates) and the policy compiler (fed by
-//! API owners) never panic, and reject garbage with an error; policy errors carry a location.
+//! Property tests: the parsers that read attacker-controlled bytes (JWS structure and JSON
+//! members, DPoP proofs, forwarded client certificates) and the policy compiler (fed by API
+//! owners) never panic, and reject garbage with an error; policy errors carry a location.
 //! The same parsers have `cargo fuzz` targets in `fuzz/` (docs/fuzzing.md).
 
 use std::path::PathBuf;
@@ -12,6 +12,7 @@ use fapi_guard::mtls::{ForwardedFormat, parse_forwarded};
 use fapi_guard::policy::PolicySet;
 use fapi_guard::token::jws;
 use proptest::prelude::*;
+use proptest::strategy::ValueTree;
 use serde_json::Value;
 
 /// JSON-ish text: real JSON values, and fragments of JSON syntax glued together.
@@ -25,13 +26,85 @@ fn jsonish() -> impl Strategy<Value = String> {
     let value = leaf.prop_recursive(4, 32, 6, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..5).prop_map(|v| format!("[{}]", v.join(","))),
-            prop::collection::vec(("[a-z]{1,3}", inner), 0..5).prop_map(|kv| {
-                let members: Vec<String> = kv.iter().map(|(k, v)| format!("{k:?}:{v}")).collect();
+            prop::collection::vec((member_name(), inner), 0..5).prop_map(|kv| {
+                let members: Vec<String> = kv.iter().map(|(k, v)| format!("{k}:{v}")).collect();
                 format!("{{{}}}", members.join(","))
             }),
         ]
     });
     prop_oneof![value, "[{}\\[\\]:,\"a-z0-9 ]{0,40}"]
+}
+
+/// A quoted member name, short enough to repeat often, sometimes spelled with an escape
+/// (`"\u0061"` is the name `a`).
+fn member_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => "[a-c]{1,2}".prop_map(|k| format!("{k:?}")),
+        1 => Just(r#""\u0061""#.to_owned()),
+        1 => Just(r#""b\u0061""#.to_owned()),
+    ]
+}
+
+/// Every member of every object in the text, duplicates included: an oracle independent of
+/// `jws::unique_member_names`, to compare with what serde_json kept (it keeps the last of
+/// equal names).
+fn members_in_text(json: &str) -> Option<usize> {
+    struct Count;
+    impl<'de> serde::de::DeserializeSeed<'de> for Count {
+        type Value = usize;
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> serde::de::Visitor<'de> for Count {
+        type Value = usize;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<usize, E> {
+            Ok(0)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<usize, E> {
+            Ok(0)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<usize, E> {
+            Ok(0)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<usize, E> {
+            Ok(0)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<usize, E> {
+            Ok(0)
+        }
+        fn visit_unit<E>(self) -> Result<usize, E> {
+            Ok(0)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<usize, A::Error> {
+            let mut n = 0;
+            while let Some(k) = a.next_element_seed(Count)? {
+                n += k;
+            }
+            Ok(n)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<usize, A::Error> {
+            let mut n = 0;
+            while a.next_key::<String>()?.is_some() {
+                n += 1 + a.next_value_seed(Count)?;
+            }
+            Ok(n)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(json);
+    let n = serde::de::DeserializeSeed::deserialize(Count, &mut de).ok()?;
+    de.end().ok().map(|()| n)
+}
+
+fn members_kept(v: &Value) -> usize {
+    match v {
+        Value::Array(a) => a.iter().map(members_kept).sum(),
+        Value::Object(o) => o.len() + o.values().map(members_kept).sum::<usize>(),
+        _ => 0,
+    }
 }
 
 /// A compact-JWS-shaped string whose parts are base64url of `jsonish` text, or raw junk.
@@ -41,6 +114,32 @@ fn jws_like() -> impl Strategy<Value = String> {
         "[A-Za-z0-9_\\-=+/.]{0,30}",
     ];
     prop::collection::vec(part, 1..5).prop_map(|p| p.join("."))
+}
+
+/// The generator must produce both kinds often, or `json_members_are_unique_or_refused` proves
+/// little: of 1,000 texts drawn with a fixed seed, many repeat a name and many do not.
+#[test]
+fn json_generator_makes_repeated_and_unique_names() {
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let (mut repeated, mut unique) = (0, 0);
+    for _ in 0..1000 {
+        let j = jsonish()
+            .new_tree(&mut runner)
+            .expect("generator")
+            .current();
+        let (Some(t), Ok(v)) = (members_in_text(&j), serde_json::from_str::<Value>(&j)) else {
+            continue;
+        };
+        match (t == members_kept(&v), t) {
+            (false, _) => repeated += 1,
+            (true, 2..) => unique += 1,
+            _ => {}
+        }
+    }
+    assert!(
+        repeated >= 50 && unique >= 50,
+        "{repeated} repeated, {unique} unique"
+    );
 }
 
 proptest! {
@@ -62,14 +161,13 @@ proptest! {
     fn json_members_are_unique_or_refused(j in jsonish()) {
         let unique = jws::unique_member_names(j.as_bytes());
         match serde_json::from_str::<Value>(&j) {
-            // serde_json keeps the last duplicate: re-serializing drops it, so a text that
-            // re-serializes to fewer members than it has must have been refused.
+            // serde_json keeps the last of equal names (after unescaping): the text has more
+            // members than the value exactly when a name repeats, and then it must be refused.
             Ok(v) => {
-                let reserialized = v.to_string();
-                prop_assert!(jws::unique_member_names(reserialized.as_bytes()));
-                if unique {
-                    prop_assert_eq!(serde_json::from_str::<Value>(&reserialized).ok(), Some(v));
-                }
+                let in_text = members_in_text(&j);
+                prop_assert!(in_text.is_some(), "the oracle reads what serde_json reads: {}", j);
+                let repeats = in_text != Some(members_kept(&v));
+                prop_assert_eq!(unique, !repeats, "{}", j);
             }
             Err(_) => prop_assert!(!unique, "invalid JSON accepted: {}", j),
         }

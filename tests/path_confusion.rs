@@ -1,4 +1,4 @@
-//! Path confusion (issue 9): against a policy where `/accounts/{id}` is protected and `/public`
+//! Path confusion: against a policy where `/accounts/{id}` is protected and `/public`
 //! is public, every encoding trick either is refused (nothing reaches the API) or reaches the
 //! API as exactly the path that was matched. Sent on raw sockets so no client library
 //! normalizes the target first.

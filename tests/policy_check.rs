@@ -227,7 +227,7 @@ fn config_load_errors_name_file_line_and_column() {
                 "    audiences:",
                 "    algorithms: [PS256, HS256]\n    audiences:",
             ),
-            "config.yaml:9:17: issuers[0].algorithms: \"HS256\" is never accepted (only asymmetric algorithms)",
+            "config.yaml:9:25: issuers[0].algorithms[1]: \"HS256\" is never accepted (only asymmetric algorithms)",
         ),
         (
             "bad duration at the field",

@@ -1,4 +1,4 @@
-//! Issue 9, defect 2 through the real proxy: the DPoP replay store cannot be flushed. A proof is
+//! Through the real proxy: the DPoP replay store cannot be flushed. A proof is
 //! recorded only once it binds an otherwise acceptable token, an unexpired proof is never
 //! forgotten, and at the hard limit new proofs are refused (503, counted) instead.
 
@@ -148,4 +148,46 @@ async fn concurrent_uses_of_one_proof_have_one_winner() {
         .count();
     assert_eq!((ok, replayed), (1, 15));
     assert_eq!(echo.count(), 2);
+}
+
+/// The size gauge follows expiry, not only inserts: once a proof's window is over, the next
+/// scrape reports it gone although no DPoP request came since.
+#[tokio::test]
+async fn the_size_gauge_is_fresh_without_dpop_traffic() {
+    let issuer = TestKey::new("k1");
+    let jwks = Jwks::start(vec![issuer.jwks_entry()]).await;
+    let echo = Echo::start().await;
+    let proxy = Proxy::start(
+        &format!("http://{}", echo.addr),
+        &jwks.uri(),
+        "dpop:\n  proof_max_age: 1s\n",
+        POLICY,
+    )
+    .await;
+    proxy.wait_ready().await;
+    let key = DpopKey::new();
+    let jkt = key.jkt.clone();
+    let token = issuer.token(|_, c| c["cnf"] = json!({"jkt": jkt}));
+    // Proofs issued 10 s ago: still inside `proof_max_age` (1 s) + the 10 s clock skew, and
+    // remembered only until `iat + 11 s`, a second from now.
+    for _ in 0..3 {
+        let p = key.proof("GET", &format!("{PUBLIC}/bound"), &token, |_, c| {
+            c["iat"] = json!(now() - 10)
+        });
+        assert_eq!(call(&proxy, &token, &p).await.status, 200);
+    }
+    assert_eq!(metric(&proxy, "fapi_guard_replay_cache_entries").await, 3);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(6);
+    loop {
+        let n = metric(&proxy, "fapi_guard_replay_cache_entries").await;
+        if n == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {n} entries long after every window ended"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert_eq!(echo.count(), 3);
 }

@@ -1,4 +1,4 @@
-//! Request smuggling and parser differentials on raw sockets (issue 9): every malformed or
+//! Request smuggling and parser differentials on raw sockets: every malformed or
 //! ambiguous HTTP/1.1 message is a clean 4xx or a closed connection, and the API behind the
 //! proxy never receives something it could frame or read differently. Also the `Host` rules
 //! (RFC 9112 §3.2), early answers that close the connection (RFC 9112 §9.6) and slowloris.

@@ -1,4 +1,4 @@
-//! Soak (issue 9): sustained mixed valid and hostile traffic through the real binary, asserting
+//! Soak: sustained mixed valid and hostile traffic through the real binary, asserting
 //! zero panics, zero unexpected statuses, bounded memory, nothing forwarded without its audit
 //! record, and `fapi-guard audit verify` passing at the end.
 //!

@@ -1,4 +1,4 @@
-//! Token abuse through the real proxy (issue 9): `alg` confusion, `kid` injection, key-carrying
+//! Token abuse through the real proxy: `alg` confusion, `kid` injection, key-carrying
 //! header parameters, JWS JSON serialization, duplicate members, non-string and huge claims,
 //! oversized tokens and deep `act` nesting. Every token is built byte by byte here (raw JSON,
 //! hand-made signatures with aws-lc-rs), never by the verifier's code. Each case is refused with
@@ -480,6 +480,13 @@ async fn non_string_huge_and_deep_claims_are_refused_in_bounded_time() {
                 w.key.sign(&h, &claims(r#""sub":"a","aud":1"#)),
                 "token_malformed",
             ),
+            // serde would read a positional array into the `cnf` struct: a binding to
+            // `thumb` that no other reader of the token sees.
+            (
+                "cnf as a positional array",
+                w.key.sign(&h, &claims(r#""sub":"a","cnf":["thumb"]"#)),
+                "token_malformed",
+            ),
             // Within the header limit but past serde_json's recursion limit (128).
             (
                 "act nested 300 deep",
@@ -500,25 +507,136 @@ async fn non_string_huge_and_deep_claims_are_refused_in_bounded_time() {
         "{reason:?}"
     );
 
-    // 1 MB: the header limit (listen.limits.max_header_bytes, 8 KiB here) answers before any
-    // token work; under a larger header limit the verifier's 12 KiB cap
-    // (token::verify::MAX_TOKEN_BYTES) refuses before decoding.
+    // Past the header limit (listen.limits.max_header_bytes, 8 KiB here) the guard answers 431
+    // `headers_too_large` before any token work, audited. A block past hyper's own buffer
+    // (4 × the limit, at least 64 KiB: the 1 MB cases) is refused by the HTTP parser itself:
+    // 431 with no body, and the request never reaches the guard.
     let before = w.echo.count();
-    for (name, token) in [
-        ("1 MB token", one_mb.clone()),
+    let records_before = w.proxy.audit_records().await.len();
+    for (name, token, want) in [
+        (
+            "12 KiB token",
+            "A".repeat(12 * 1024),
+            Some("headers_too_large"),
+        ),
+        (
+            "40 KiB claim",
+            w.key.sign(
+                &h,
+                &claims(&format!(r#""sub":"a","big":"{}""#, "A".repeat(40 * 1024))),
+            ),
+            Some("headers_too_large"),
+        ),
+        ("1 MB token", one_mb.clone(), None),
         (
             "1 MB claim",
             w.key
                 .sign(&h, &claims(&format!(r#""sub":"a","big":"{one_mb}""#))),
+            None,
         ),
         (
             "act nested 10k deep",
             w.key.sign(&h, &claims(&deep(10_000))),
+            None,
         ),
     ] {
-        let (status, _, took) = present(&w, &token).await;
-        assert_eq!(status, 431, "{name}");
+        let (status, reason, took) = present(&w, &token).await;
+        assert_eq!((status, reason.as_deref()), (431, want), "{name}");
         assert!(took < Duration::from_secs(1), "{name}: took {took:?}");
     }
+    let records = w.proxy.audit_records().await;
+    let too_large = records[records_before..]
+        .iter()
+        .filter(|r| r["kind"] == "decision" && r["reason"] == "headers_too_large")
+        .count();
+    assert_eq!(too_large, 2, "the guard's 431s are audited");
     assert_eq!(w.echo.count(), before, "nothing reached the API");
+}
+
+/// The verifier's own cap (`token::verify::MAX_TOKEN_BYTES`, 12 KiB) holds under a header limit
+/// raised far above it: a token one step over the cap is refused as `token_malformed` before
+/// any decoding, one just under it is verified and accepted, and large or deeply nested tokens
+/// are refused in bounded time.
+#[tokio::test]
+async fn the_verifier_caps_tokens_at_12_kib_whatever_the_header_limit() {
+    const CAP: usize = 12 * 1024;
+    let key = RawKey::new("k1");
+    let jwks = Jwks::start(vec![key.jwk()]).await;
+    let echo = Echo::start().await;
+    let proxy = Proxy::start_with(
+        &format!("http://{}", echo.addr),
+        &jwks.uri(),
+        "",
+        "  limits:\n    max_header_bytes: 65536\n    max_body_bytes: 4096\n",
+        POLICY,
+    )
+    .await;
+    proxy.wait_ready().await;
+    let w = World {
+        key,
+        jwks,
+        echo,
+        proxy,
+    };
+    let h = header("");
+    // A valid token padded with an unused claim to `len` bytes or just past it (base64url
+    // skips one length in four).
+    let padded = |at_least: usize| {
+        // base64url makes 4 characters of 3 bytes: start a little below the length wanted.
+        (at_least * 3 / 4 - 600..)
+            .map(|pad| {
+                w.key.sign(
+                    &h,
+                    &claims(&format!(r#""sub":"psu-9","pad":"{}""#, "p".repeat(pad))),
+                )
+            })
+            .find(|t| t.len() >= at_least)
+            .expect("some padding reaches the length")
+    };
+    let under = (CAP - 8..=CAP)
+        .rev()
+        .map(&padded)
+        .find(|t| t.len() <= CAP)
+        .expect("a token within the cap");
+    let over = padded(CAP + 1);
+    assert!(
+        under.len() <= CAP && under.len() > CAP - 4,
+        "{}",
+        under.len()
+    );
+    assert!(over.len() > CAP && over.len() < CAP + 4, "{}", over.len());
+
+    let (status, reason, _) = present(&w, &under).await;
+    assert_eq!((status, reason), (200, None), "{} bytes", under.len());
+    assert_eq!(w.echo.count(), 1);
+
+    let deep = |levels: usize| {
+        format!(
+            r#""sub":"a","act":{}{{"sub":"x"}}{}"#,
+            r#"{"sub":"x","act":"#.repeat(levels),
+            "}".repeat(levels)
+        )
+    };
+    refused(
+        &w,
+        vec![
+            ("one step over the cap", over, "token_malformed"),
+            ("20 KiB of junk", "A".repeat(20 * 1024), "token_malformed"),
+            (
+                "40 KiB claim",
+                w.key.sign(
+                    &h,
+                    &claims(&format!(r#""sub":"a","big":"{}""#, "A".repeat(40 * 1024))),
+                ),
+                "token_malformed",
+            ),
+            (
+                "act nested 2,000 deep",
+                w.key.sign(&h, &claims(&deep(2_000))),
+                "token_malformed",
+            ),
+        ],
+        Duration::from_millis(500),
+    )
+    .await;
 }

@@ -321,7 +321,7 @@ async fn the_internal_hop_refuses_forged_expired_and_untrusted_txn_tokens() {
     );
 }
 
-/// Issue 9 defect 8: spec §5 policies name the API's audience; at the internal hop that audience
+/// Policies name the API's audience; at the internal hop that audience
 /// must not be applied to the Txn-Token (whose `aud` is the trust domain, checked against
 /// `transaction_token.accept.audience`). Before the fix every Txn-Token was refused here with
 /// `token_audience_mismatch`.

@@ -449,7 +449,7 @@ mod tests {
         v.as_object().expect("object").keys().cloned().collect()
     }
 
-    /// Issue 9 defect 11: `path` is the normalized path (what was matched and forwarded), the
+    /// `path` is the normalized path (what was matched and forwarded), the
     /// raw one is kept in `raw_path` only when it differs.
     #[test]
     fn request_raw_records_the_normalized_path() {

@@ -1,4 +1,4 @@
-//! `fapi-guard audit report`: the least-privilege report (issue 16). For every client (and every
+//! `fapi-guard audit report`: the least-privilege report. For every client (and every
 //! delegation actor) it sets what the audit trail shows it was *granted* (token scopes, consent
 //! permissions, token lifetimes and bindings) against what it actually *used* (the routes it
 //! called and what those routes require in the policy revision in force), and ranks findings.
@@ -10,7 +10,8 @@
 //!    records are picked up on the way); files are grouped into chains by hash linkage
 //!    (genesis, or `prev` of a file's first record = hash of another file's last record), so
 //!    rotated sets and several replicas' files may be given in any order. A file that fails
-//!    verification, or that forks a chain, is untrusted and not counted at all.
+//!    verification, forks a chain, or borders a gap inside its log, is untrusted and not
+//!    counted at all.
 //! 2. [`aggregate`]: the trusted files' records are folded into per-principal counters.
 //!
 //! Then [`findings`] derives the ranked findings and scores, and [`text`], [`html`] or JSON

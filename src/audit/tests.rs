@@ -274,7 +274,7 @@ async fn broken_sink_fails_counts_and_recovers() {
 )]
 async fn full_device_fails_every_record_without_panicking() {
     // Linux guarantees /dev/full (every write fails with ENOSPC). Without it this test would
-    // prove nothing, so it fails rather than passing silently (issue 9 defect 12).
+    // prove nothing, so it fails rather than passing silently.
     let dev_full = Path::new("/dev/full");
     assert!(
         dev_full.exists(),

@@ -93,7 +93,7 @@ fn default_xfcc_format() -> ForwardedFormat {
 pub struct RawLimits {
     pub max_header_bytes: usize,
     pub max_body_bytes: usize,
-    /// Bound on the memory all buffered request bodies take together (issue 9).
+    /// Bound on the memory all buffered request bodies take together.
     pub max_buffered_bytes: usize,
     pub header_read_timeout: HumanDuration,
     pub request_timeout: HumanDuration,
@@ -487,8 +487,9 @@ fn compile_issuer(
         }
     };
     let mut algorithms = Vec::new();
-    for a in &raw.algorithms {
-        algorithms.push(parse_signing_alg(a).map_err(|m| err("algorithms", m))?);
+    for (i, a) in raw.algorithms.iter().enumerate() {
+        let alg = parse_signing_alg(a).map_err(|m| err(&format!("algorithms[{i}]"), m))?;
+        algorithms.push(alg);
     }
     if algorithms.is_empty() {
         return Err(err("algorithms", "must list at least one algorithm".into()));

@@ -56,12 +56,12 @@ fn semantic_errors_name_the_field() {
         (
             "HS256 refused",
             MINIMAL.replace("    audiences:", "    algorithms: [HS256]\n    audiences:"),
-            "issuers[0].algorithms",
+            "issuers[0].algorithms[0]",
         ),
         (
             "none refused",
             MINIMAL.replace("    audiences:", "    algorithms: [none]\n    audiences:"),
-            "issuers[0].algorithms",
+            "issuers[0].algorithms[0]",
         ),
         (
             "public_url with path",
@@ -163,7 +163,7 @@ fn buffer_budget_and_replay_limit_compile_and_are_checked() {
     }
 }
 
-/// Issue 9 defect 10: the admin listener has write endpoints, so off loopback it needs its
+/// The admin listener has write endpoints, so off loopback it needs its
 /// bearer secret; the read-only metrics listener may bind anywhere.
 #[test]
 fn admin_off_loopback_needs_a_token_file() {
@@ -236,7 +236,7 @@ fn admin_off_loopback_needs_a_token_file() {
     assert!(a.token.expect("token").matches(b"s3cret-admin-token-value"));
 }
 
-/// Issue 9 defect 10: keys fetched in clear text could be swapped on the way; plain http is
+/// Keys fetched in clear text could be swapped on the way; plain http is
 /// allowed only to loopback or with the per-source `allow_insecure_http: true`.
 #[test]
 fn remote_key_sources_need_https_off_loopback() {

@@ -6,7 +6,7 @@
 //!   literal, both in the body and in the token's `authorization_details`, and [`exact_eq`]
 //!   compares those literals. `Number::as_str` exists only with that feature, so this file does
 //!   not compile without it: the guarantee cannot be switched off by accident.
-//! - **No parser differentials** (issue 9, defect 1). The body is forwarded byte for byte, so it
+//! - **No parser differentials.** The body is forwarded byte for byte, so it
 //!   must mean the same to every common parser the API might use. [`parse_body`] refuses, in one
 //!   streaming pass that also builds the value:
 //!   - two member names of one object that are equal after unescaping (`"a"` / `"\u0061"`),

@@ -302,7 +302,7 @@ fn policy_audience_overrides_issuer_audience() {
     assert_eq!(decide(&f, &r), Decision::Allow(BoundBy::Dpop));
 }
 
-/// Issue 9 defect 8: at an internal hop the credential is a Txn-Token whose `aud` is the trust
+/// At an internal hop the credential is a Txn-Token whose `aud` is the trust
 /// domain (its settings' one audience); the policy's API audience must not be applied to it,
 /// while a Txn-Token for another trust domain is still refused by `decide` itself.
 #[test]

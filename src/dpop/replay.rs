@@ -9,7 +9,7 @@
 //! counted in `fapi_guard_replay_cache_full_total`) rather than old ones forgotten.
 //!
 //! [`ReplayStore`] is the one interface the proxy calls (asynchronously), so a shared backend
-//! (Redis `SET NX PX`, issue 10) is one more variant with the same guarantee.
+//! (Redis `SET NX PX`) is one more variant with the same guarantee.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -81,6 +81,14 @@ impl ReplayStore {
                 }
                 Err(_) => Err(ReplayUnavailable::Backend),
             },
+        }
+    }
+
+    /// Drops the proofs of this process whose window is over (a scrape calls it, so the size
+    /// gauge does not wait for the next proof).
+    pub fn purge_expired(&self, now: i64) {
+        match self {
+            Self::Memory(m) | Self::Shared { local: m, .. } => m.purge_all(now),
         }
     }
 

@@ -225,7 +225,7 @@ fn every_spec_metric_is_exported() {
         "fapi_guard_audit_failures_total",
         "fapi_guard_jwks_refreshes_total",
     ];
-    // Beyond spec §9, documented in docs/configuration.md (issue 9: bounded state and buffers).
+    // Bounded state and buffers, documented in docs/configuration.md and docs/reference.md.
     let hardening = [
         "fapi_guard_replay_cache_entries",
         "fapi_guard_replay_cache_full_total",

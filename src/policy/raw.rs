@@ -1,4 +1,4 @@
-//! Raw serde structs for policy files (spec §5), exactly as API owners write them.
+//! Raw serde structs for policy files (docs/policy.md), exactly as API owners write them.
 
 use serde::Deserialize;
 
@@ -7,7 +7,7 @@ use crate::assurance::RawAssurance;
 use crate::consent::RawConsentRule;
 use crate::delegation::RawDelegation;
 
-/// A policy file (spec §5): one API's routes and what each requires.
+/// A policy file: one API's routes and what each requires.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Policy")]
@@ -70,7 +70,8 @@ pub struct RawRoute {
     /// RFC 9470 step-up: required `acr` values and `auth_time` age.
     #[serde(default)]
     pub assurance: Option<RawAssurance>,
-    /// Spec §5 route `consent` section.
+    /// What the consent behind the request must allow: a consent record from the bank's
+    /// consent service, or the RAR `authorization_details` in the token.
     #[serde(default)]
     pub consent: Option<RawConsentRule>,
     /// RFC 9421 / FAPI 2.0 Message Signing: request signatures to verify, responses to sign.

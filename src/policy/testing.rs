@@ -1,4 +1,4 @@
-//! `fapi-guard policy test`: table tests for policies, like `opa test` (spec §5). Each case is
+//! `fapi-guard policy test`: table tests for policies, like `opa test`. Each case is
 //! a request, the token's claims (taken as verified), the consent records the consent service
 //! would return, and the expected decision. Cases run through the same path normalization,
 //! route table, consent verdict and pure `decide` as the proxy, with no sockets.
@@ -88,7 +88,7 @@ fn allow_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({"const": "allow"})
 }
 
-/// The deny reason codes (spec §6), so editors complete them.
+/// The deny reason codes (docs/reference.md), so editors complete them.
 fn reason_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     let codes: Vec<&str> = DenyReason::ALL.iter().map(|r| r.as_str()).collect();
     schemars::json_schema!({"type": "string", "enum": codes})

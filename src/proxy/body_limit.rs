@@ -1,4 +1,4 @@
-//! One limit for every request body, whatever its transfer coding (issue 9, defect 9), and one
+//! One limit for every request body, whatever its transfer coding, and one
 //! bound on the memory all buffered bodies take together.
 //!
 //! - Every inbound body is wrapped in [`LimitedBody`]: past `limits.max_body_bytes` it fails

@@ -3,11 +3,10 @@
 //! body where a rule compares it. The comparisons themselves are the pure functions of
 //! `crate::consent`.
 
-use http::header::CONTENT_TYPE;
 use serde_json::Value;
 
-use super::Guard;
 use super::body_limit::BodySlot;
+use super::{Guard, content_type};
 use crate::consent::{
     ConsentContext, ConsentLookupError, ConsentOutcome, ConsentRule, judge, parse_body,
 };
@@ -74,20 +73,17 @@ impl Guard {
     }
 
     /// Reads a JSON body (within `max_body_bytes` and the buffer budget) and leaves the
-    /// identical bytes for the upstream. Non-JSON, malformed or ambiguous JSON → 400; too
-    /// large → 413; budget spent → 503.
+    /// identical bytes for the upstream. Non-JSON (a `charset` other than UTF-8 included: RFC
+    /// 8259 §8.1), malformed or ambiguous JSON → 400; too large → 413; budget spent → 503.
     async fn json_body(
         &self,
         parts: &http::request::Parts,
         body: &mut BodySlot,
     ) -> Result<Value, DenyReason> {
-        let is_json = parts
-            .headers
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|ct| ct.split(';').next())
-            .map(|m| m.trim().to_ascii_lowercase())
-            .is_some_and(|m| m == "application/json" || m.ends_with("+json"));
+        let is_json = content_type::single(&parts.headers)
+            .ok()
+            .flatten()
+            .is_some_and(|ct| ct.is_json() && ct.utf8);
         if !is_json {
             return Err(DenyReason::RequestMalformed);
         }

@@ -4,10 +4,10 @@
 
 use bytes::Bytes;
 use http::HeaderMap;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use http::header::{CONTENT_LENGTH, HeaderValue};
 
 use super::body_limit::{BodySlot, BufferError};
-use super::{ConnInfo, Evaluation, Guard, headers, host};
+use super::{ConnInfo, Evaluation, Guard, content_type, headers, host};
 use crate::audit::AuditRecord;
 use crate::decide::Decision;
 use crate::identity::{IdentityFields, IdentityValues};
@@ -102,8 +102,9 @@ impl Guard {
     }
 
     /// Refusals that need no body and no route: an oversized header block (request target
-    /// included), and a declared
-    /// `Content-Length` over `max_body_bytes` (413 before a byte of the body is read).
+    /// included), a declared `Content-Length` over `max_body_bytes` (413 before a byte of the
+    /// body is read), and a `Content-Type` the API could read as another media type (two field
+    /// lines, or two types folded into one line: 400).
     pub(super) fn early_refusal(&self, parts: &http::request::Parts) -> Option<DenyReason> {
         let limits = self.config.listen.limits;
         let h = &parts.headers;
@@ -116,19 +117,30 @@ impl Guard {
         if content_length(h).is_some_and(|n| n > limits.max_body_bytes as u64) {
             return Some(DenyReason::RequestTooLarge);
         }
+        if content_type::single(h).is_err() {
+            return Some(DenyReason::RequestMalformed);
+        }
         None
     }
 
     /// RFC 6750 §2.2: a form body may carry an access token, which is refused. Called only for
     /// a request that is otherwise allowed (authorize before you buffer); any other body
-    /// streams untouched.
+    /// streams untouched. The body is searched as UTF-8, so a form in another `charset` is
+    /// refused rather than searched for the wrong bytes.
     pub(super) async fn check_form_body(
         &self,
         h: &HeaderMap,
         slot: &mut BodySlot,
     ) -> Result<(), DenyReason> {
-        if !is_form(h) {
+        // `early_refusal` already refused an ambiguous Content-Type.
+        let Ok(Some(ct)) = content_type::single(h) else {
             return Ok(());
+        };
+        if !ct.is_form() {
+            return Ok(());
+        }
+        if !ct.utf8 {
+            return Err(DenyReason::RequestMalformed);
         }
         let bytes = self.buffer_body(h, slot).await?;
         if path::form_has_access_token(&bytes) {
@@ -210,15 +222,4 @@ impl Guard {
 
 fn content_length(h: &HeaderMap) -> Option<u64> {
     h.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
-}
-
-fn is_form(h: &HeaderMap) -> bool {
-    h.get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            ct.split(';').next().is_some_and(|m| {
-                m.trim()
-                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-            })
-        })
 }

@@ -115,7 +115,7 @@ pub(super) struct RawClaims {
     client_id: Option<String>,
     #[serde(default)]
     scope: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "cnf_object")]
     cnf: Option<Cnf>,
     #[serde(flatten)]
     extra: Map<String, Value>,
@@ -126,6 +126,17 @@ pub(super) struct RawClaims {
 enum Audience {
     One(String),
     Many(Vec<String>),
+}
+
+/// RFC 7800 §3.1: `cnf` is a JSON object. serde alone would also read a positional array into
+/// `Cnf` (`["<jkt>"]` as a DPoP binding), which no other reader of the token would see.
+fn cnf_object<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cnf>, D::Error> {
+    match Option::<Map<String, Value>>::deserialize(d)? {
+        None => Ok(None),
+        Some(m) => serde_json::from_value(Value::Object(m))
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
 }
 
 /// RFC 7519 §2 NumericDate: a JSON number, possibly fractional. Anything else is malformed.

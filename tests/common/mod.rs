@@ -334,7 +334,8 @@ impl Proxy {
         Self::start_with(upstream, jwks_uri, extra, "", policy).await
     }
 
-    /// As `start`, with `listen_extra` lines added to the `listen:` section.
+    /// As `start`, with `listen_extra` lines added to the `listen:` section (a `limits:`
+    /// section there replaces the default limits: 8 KiB of headers, 4 KiB of body).
     pub async fn start_with(
         upstream: &str,
         jwks_uri: &str,
@@ -350,15 +351,18 @@ impl Proxy {
         } else {
             "audit:\n  sink: file\n  path: audit.jsonl\n"
         };
+        // Likewise a `limits:` section in `listen_extra` replaces the default one.
+        let limits = if listen_extra.contains("limits:") {
+            ""
+        } else {
+            "  limits:\n    max_header_bytes: 8192\n    max_body_bytes: 4096\n"
+        };
         let config = format!(
             "\
 listen:
   address: 127.0.0.1:0
   public_url: https://api.test.example
-  limits:
-    max_header_bytes: 8192
-    max_body_bytes: 4096
-{listen_extra}
+{limits}{listen_extra}
 admin:
   address: 127.0.0.1:0
 upstream:

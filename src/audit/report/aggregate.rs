@@ -2,21 +2,20 @@
 //! time, borrowing strings from the line where it can: memory grows with the number of
 //! clients, actors, routes, scopes and deny reasons, never with the number of records.
 
-use std::borrow::Cow;
+mod line;
+mod retained;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-
-use serde::Deserialize;
-use serde::de::{self, Deserializer, Visitor};
 
 use super::collect::Revocation;
 use super::model::Evidence;
 use super::stamp;
 use super::{Policies, ReportOptions, RouteNeeds};
 use crate::audit::record::token_digest;
+use line::{Line, as_str};
 
 /// Timeline buckets across the window.
 pub const BUCKETS: i64 = 30;
@@ -117,6 +116,9 @@ pub struct PrincipalAcc {
     pub allowed_after_revocation: Ev,
     pub denied_after_revocation: u64,
     pub peers: BTreeSet<String>,
+    /// Actors: calls made as the current actor (outermost `act`), and as an earlier hop.
+    pub as_current_actor: u64,
+    pub as_prior_actor: u64,
 }
 
 /// Pass-2 state.
@@ -136,104 +138,6 @@ pub struct Aggregator<'p> {
     pub timeline: Vec<(u64, u64)>,
     pub revisions_seen: BTreeSet<String>,
     pub other_revision: u64,
-}
-
-/// The fields of a record the report reads; everything else is skipped.
-#[derive(Deserialize)]
-struct Line<'a> {
-    #[serde(borrow)]
-    ts: Str<'a>,
-    #[serde(borrow)]
-    kind: Str<'a>,
-    #[serde(default, borrow)]
-    interaction_id: Option<Str<'a>>,
-    #[serde(default, borrow)]
-    api: Option<Str<'a>>,
-    #[serde(default, borrow)]
-    route: Option<Str<'a>>,
-    #[serde(default, borrow)]
-    decision: Option<Str<'a>>,
-    #[serde(default, borrow)]
-    reason: Option<Str<'a>>,
-    #[serde(default, borrow)]
-    client_id: Option<Str<'a>>,
-    #[serde(default, borrow)]
-    subject: Option<Str<'a>>,
-    #[serde(default, borrow)]
-    token: Option<TokenLine<'a>>,
-    #[serde(default, borrow)]
-    consent: Option<ConsentLine<'a>>,
-    #[serde(default, borrow)]
-    delegation: Option<Vec<ActorLine<'a>>>,
-    #[serde(default, borrow)]
-    scopes: Option<Vec<Str<'a>>>,
-    #[serde(default, borrow)]
-    policy_revision: Option<Str<'a>>,
-}
-
-#[derive(Deserialize)]
-struct TokenLine<'a> {
-    #[serde(default, borrow)]
-    jti: Option<Str<'a>>,
-    #[serde(default, borrow)]
-    sha256: Option<Str<'a>>,
-    #[serde(default)]
-    exp: Option<i64>,
-    #[serde(default)]
-    iat: Option<i64>,
-    #[serde(default, borrow)]
-    binding: Option<Str<'a>>,
-}
-
-#[derive(Deserialize)]
-struct ConsentLine<'a> {
-    #[serde(borrow)]
-    id: Str<'a>,
-    #[serde(default, borrow)]
-    permissions: Option<Vec<Str<'a>>>,
-}
-
-#[derive(Deserialize)]
-struct ActorLine<'a> {
-    #[serde(borrow)]
-    sub: Str<'a>,
-}
-
-/// A JSON string borrowed from the line when it has no escapes (serde's `Cow<str>` inside an
-/// `Option` or `Vec` always copies).
-struct Str<'a>(Cow<'a, str>);
-
-impl std::ops::Deref for Str<'_> {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Str<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Str(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Str(Cow::Owned(v.to_owned())))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-                Ok(Str(Cow::Owned(v)))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
-fn as_str<'a>(s: &'a Option<Str<'_>>) -> Option<&'a str> {
-    s.as_ref().map(|s| &**s)
 }
 
 impl<'p> Aggregator<'p> {
@@ -319,16 +223,13 @@ impl<'p> Aggregator<'p> {
         let iid = as_str(&rec.interaction_id);
         if ts < self.since {
             self.totals.before_window += 1;
-            if let Some(c) = as_str(&rec.client_id) {
-                before(self.clients.entry(c.to_owned()).or_default(), &rec, ts, iid);
+            if let Some(c) = as_str(&rec.client_id).and_then(|c| entry(&mut self.clients, c)) {
+                before(c, &rec, ts, iid);
             }
-            if let Some(a) = rec.delegation.as_ref().and_then(|d| d.first()) {
-                before(
-                    self.actors.entry(a.sub.to_string()).or_default(),
-                    &rec,
-                    ts,
-                    iid,
-                );
+            for (_, sub) in actors(&rec) {
+                if let Some(a) = entry(&mut self.actors, sub) {
+                    before(a, &rec, ts, iid);
+                }
             }
             return;
         }
@@ -388,14 +289,29 @@ impl<'p> Aggregator<'p> {
             revoked,
             max_lifetime: self.max_lifetime,
         };
-        let actor = rec.delegation.as_ref().and_then(|d| d.first());
-        let c = self.clients.entry(client.to_owned()).or_default();
-        fact.apply(c);
-        if let Some(a) = actor {
-            c.peers.insert(a.sub.to_string());
-            let acc = self.actors.entry(a.sub.to_string()).or_default();
+        if let Some(c) = entry(&mut self.clients, client) {
+            fact.apply(c);
+            for (_, sub) in actors(rec) {
+                if !c.peers.contains(sub) {
+                    c.peers.insert(sub.to_owned());
+                }
+            }
+        }
+        // Every actor of the chain (RFC 8693 §4.1: the outermost is the current one, the
+        // nested ones acted before it), each once per call.
+        for (hop, sub) in actors(rec) {
+            let Some(acc) = entry(&mut self.actors, sub) else {
+                continue;
+            };
             fact.apply(acc);
-            acc.peers.insert(client.to_owned());
+            if hop == 0 {
+                acc.as_current_actor += 1;
+            } else {
+                acc.as_prior_actor += 1;
+            }
+            if !acc.peers.contains(client) {
+                acc.peers.insert(client.to_owned());
+            }
         }
     }
 
@@ -422,7 +338,7 @@ impl<'p> Aggregator<'p> {
     }
 
     /// Whether a revocation recorded before `ts` (and still in force) matches this call.
-    /// Subject and client revocations apply to tokens issued at or before them (issue 10).
+    /// Subject and client revocations apply to tokens issued at or before them.
     fn after_revocation(&self, rec: &Line<'_>, ts: i64) -> bool {
         if self.revoked.is_empty() {
             return false;
@@ -469,7 +385,7 @@ fn before(p: &mut PrincipalAcc, rec: &Line<'_>, ts: i64, iid: Option<&str>) {
     }
 }
 
-/// One in-window decision, applied to the client and to the current actor.
+/// One in-window decision, applied to the client and to every actor of its chain.
 struct Fact<'r, 'l, 'n> {
     rec: &'r Line<'l>,
     ts: i64,
@@ -551,6 +467,17 @@ impl Fact<'_, '_, '_> {
                 .max(u32::try_from(chain.len()).unwrap_or(u32::MAX));
         }
     }
+}
+
+/// The actors of a record's `act` chain with their hop (0: the current actor), outermost first,
+/// each `sub` once (a chain may name one actor at two hops; its first hop counts).
+fn actors<'r>(rec: &'r Line<'_>) -> impl Iterator<Item = (usize, &'r str)> {
+    let chain = rec.delegation.as_deref().unwrap_or_default();
+    chain
+        .iter()
+        .enumerate()
+        .filter(move |(i, a)| !chain[..*i].iter().any(|b| *b.sub == *a.sub))
+        .map(|(i, a)| (i, &*a.sub))
 }
 
 /// The entry for `key`, allocating the key only the first time it is seen.

@@ -12,9 +12,10 @@
 //! same record cannot both be genuine, and the chain cannot tell which one is. A byte-identical
 //! chain segment given twice (the same file copied) is counted once. A file continuing a record
 //! that is not among the files given is counted with its anchor taken on trust, as `audit
-//! verify` does, and the chain says so.
+//! verify` does, and the chain says so — unless the files show that records are missing *inside*
+//! one log (see [`gaps`]): then the two files on either side of the gap are untrusted.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use memchr::memmem;
@@ -121,7 +122,7 @@ pub fn check_files(files: &[PathBuf]) -> Result<Checked, ReportError> {
         }
     }
 
-    let mut trusted: Vec<Verified> = Vec::new();
+    let mut kept: Vec<Verified> = Vec::new();
     for (v, fork) in unique.into_iter().zip(forked) {
         if fork {
             let anchor = v.summary.anchor.clone().unwrap_or_default();
@@ -132,7 +133,23 @@ pub fn check_files(files: &[PathBuf]) -> Result<Checked, ReportError> {
             );
             statuses.push(untrusted(&v.path, Some(&v.summary), msg));
         } else {
-            trusted.push(v);
+            kept.push(v);
+        }
+    }
+
+    // Gaps inside one log: the files on both sides are untrusted (unless a file already found
+    // untrusted sits in the gap: that one is the cause, and is named).
+    let failed: Vec<PathBuf> = statuses
+        .iter()
+        .filter(|f| f.status == "untrusted")
+        .map(|f| PathBuf::from(&f.path))
+        .collect();
+    let gapped = gaps(&kept, &failed);
+    let mut trusted: Vec<Verified> = Vec::new();
+    for (i, v) in kept.into_iter().enumerate() {
+        match gapped.get(&i) {
+            Some(reason) => statuses.push(untrusted(&v.path, Some(&v.summary), reason.clone())),
+            None => trusted.push(v),
         }
     }
 
@@ -202,6 +219,118 @@ pub fn check_files(files: &[PathBuf]) -> Result<Checked, ReportError> {
         revocations,
         counted,
     })
+}
+
+/// Records missing inside one log, which the chain alone would take for a new start.
+///
+/// A log is a file as the proxy names it (`sink.rs`): the active `<name>` and its rotated
+/// siblings `<name>.<seq of its first record, 20 digits>[-n]`, in one directory. Within a log:
+/// - a file that continues a record not among the files given, while another file of the same
+///   log ends (with no file continuing it) before that record: the records between are missing
+///   (a rotated file deleted), or the earlier file was cut at a line boundary or its last line
+///   changed (the later file's `prev` does not match it). Which one cannot be told, so both
+///   files are untrusted;
+/// - a rotated file whose first record is not the seq its name gives: records were cut from its
+///   start.
+///
+/// A gap that a file already untrusted (`failed`, a rotated name in the gap) would fill is not
+/// reported again. Returns, by index into `files`, why each file is untrusted. Names only ever
+/// take trust away: a file named otherwise is judged by the chain alone.
+fn gaps(files: &[Verified], failed: &[PathBuf]) -> HashMap<usize, String> {
+    let mut out: HashMap<usize, String> = HashMap::new();
+    let heads: HashSet<&str> = files
+        .iter()
+        .filter_map(|v| v.summary.head.as_deref())
+        .collect();
+    let anchors: HashSet<&str> = files
+        .iter()
+        .filter_map(|v| v.summary.anchor.as_deref())
+        .collect();
+    let logs: Vec<Option<(PathBuf, &str, Option<u64>)>> =
+        files.iter().map(|v| log_name(&v.path)).collect();
+    for (y, v) in files.iter().enumerate() {
+        let (Some(log), Some(first)) = (&logs[y], v.summary.first_seq) else {
+            continue;
+        };
+        if let Some(named) = log.2
+            && named != first
+        {
+            out.insert(
+                y,
+                format!(
+                    "{}: named for seq {named} (the proxy names a rotated file after its first \
+                     record) but starts at seq {first}: records were cut from its start",
+                    v.path.display()
+                ),
+            );
+        }
+        let Some(anchor) = v.summary.anchor.as_deref() else {
+            continue;
+        };
+        if anchor == GENESIS_PREV || heads.contains(anchor) {
+            continue;
+        }
+        // The nearest earlier end of the same log that nothing given continues.
+        let before = files
+            .iter()
+            .enumerate()
+            .filter(|&(x, _)| x != y)
+            .filter(|(x, _)| {
+                logs[*x]
+                    .as_ref()
+                    .is_some_and(|l| (&l.0, l.1) == (&log.0, log.1))
+            })
+            .filter_map(|(x, w)| Some((x, w.summary.last_seq?, w.summary.head.as_deref()?)))
+            .filter(|&(_, last, head)| last < first && !anchors.contains(head))
+            .max_by_key(|&(_, last, _)| last);
+        let Some((x, last, _)) = before else {
+            continue;
+        };
+        let explained = failed
+            .iter()
+            .filter_map(|p| log_name(p))
+            .any(|(dir, base, seq)| {
+                (&dir, base) == (&log.0, log.1) && seq.is_some_and(|s| last < s && s < first)
+            });
+        if explained {
+            continue;
+        }
+        let (earlier, later) = (files[x].path.display(), v.path.display());
+        let what = if last + 1 == first {
+            format!("the record before seq {first} is not the one {later} continues")
+        } else {
+            format!("records seq {}..={} are missing", last + 1, first - 1)
+        };
+        let reason = format!(
+            "incomplete evidence between {earlier} and {later}: {what} (a rotated file deleted, \
+             or {earlier} cut or its last line changed); neither file is counted"
+        );
+        out.entry(x).or_insert_with(|| reason.clone());
+        out.entry(y).or_insert(reason);
+    }
+    out
+}
+
+/// `(directory, active file name, seq in a rotated name)` for a file named as the proxy names
+/// its audit files; `None` for a name without `.jsonl`.
+fn log_name(path: &Path) -> Option<(PathBuf, &str, Option<u64>)> {
+    let name = path.file_name()?.to_str()?;
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let rotated = name.rsplit_once('.').and_then(|(base, suffix)| {
+        let digits = suffix.split_once('-').map_or(suffix, |(d, n)| {
+            if n.bytes().all(|b| b.is_ascii_digit()) {
+                d
+            } else {
+                ""
+            }
+        });
+        (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| (base, digits.parse::<u64>().ok()))
+    });
+    match rotated {
+        Some((base, seq)) => Some((dir, base, seq)),
+        None => name.contains(".jsonl").then_some((dir, name, None)),
+    }
 }
 
 fn verify_all(files: &[PathBuf]) -> Vec<Result<Verified, crate::audit::VerifyFailure>> {

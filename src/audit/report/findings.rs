@@ -237,6 +237,8 @@ fn principal(kind: &'static str, id: &str, p: &PrincipalAcc, policies: &Policies
         deny_reasons,
         tokens,
         delegation_peers: p.peers.iter().cloned().collect(),
+        calls_as_current_actor: p.as_current_actor,
+        calls_as_prior_actor: p.as_prior_actor,
     }
 }
 

@@ -404,8 +404,16 @@ fn principals(o: &mut String, r: &Report) -> std::fmt::Result {
             if p.delegation_peers.is_empty() {
                 String::new()
             } else {
+                let role = if p.kind == "actor" {
+                    format!(
+                        " ({} as current actor, {} as earlier hop)",
+                        p.calls_as_current_actor, p.calls_as_prior_actor
+                    )
+                } else {
+                    String::new()
+                };
                 format!(
-                    "<br><span class=\"muted\">{}</span>",
+                    "<br><span class=\"muted\">{}{role}</span>",
                     esc(&p.delegation_peers.join(", "))
                 )
             }

@@ -49,7 +49,8 @@ pub struct Integrity {
 #[derive(Debug, Clone, Serialize)]
 pub struct FileStatus {
     pub path: String,
-    /// `trusted`, `untrusted` or `duplicate` (same chain segment as another file: counted once).
+    /// `trusted`, `untrusted` (failed verification, forks a chain, or borders a gap inside its
+    /// log) or `duplicate` (same chain segment as another file: counted once).
     pub status: &'static str,
     pub records: u64,
     pub first_seq: Option<u64>,
@@ -124,7 +125,7 @@ pub struct Evidence {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Principal {
-    /// `client` (token `client_id`) or `actor` (current actor, outermost `act.sub`).
+    /// `client` (token `client_id`) or `actor` (an `act.sub` of a delegation chain, at any hop).
     pub kind: &'static str,
     pub id: String,
     /// Least-privilege score, 0–100 (100: uses everything it holds, clean token hygiene).
@@ -143,6 +144,10 @@ pub struct Principal {
     pub tokens: TokenHygiene,
     /// For a client: actors that acted for it; for an actor: clients it acted for.
     pub delegation_peers: Vec<String>,
+    /// For an actor: calls it made as the current actor (the outermost `act`, RFC 8693 §4.1),
+    /// and calls whose chain names it as an earlier hop. 0 for a client.
+    pub calls_as_current_actor: u64,
+    pub calls_as_prior_actor: u64,
 }
 
 /// Granted vs needed for one kind of privilege.

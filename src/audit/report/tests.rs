@@ -394,3 +394,233 @@ fn window_and_paths_are_checked() {
     let bad = build(&opts(vec![p], vec![dir.path().join("bad.yaml")]));
     assert!(matches!(bad, Err(ReportError::Policies(_))));
 }
+
+/// Records missing inside one rotated log (a deleted middle file, a file cut at a line boundary
+/// or at its start) are untrusted evidence, never a silent new chain start; an earlier part of
+/// the log left out (retention) and other replicas' logs are not.
+#[test]
+fn gaps_inside_one_log_are_untrusted_and_retention_is_not() {
+    let t = AS_OF - DAY;
+    let rec = |i: i64| (t + i, call("tpp-a", &format!("j{i}"), &["accounts"], None));
+    // One log in `dir`: audit.jsonl.<seq 1> (1-2), audit.jsonl.<seq 3> (3-4), audit.jsonl (5-6).
+    let log = |dir: &Path| {
+        let mut s = ChainState::genesis();
+        let f1 = seal(
+            dir,
+            "audit.jsonl.00000000000000000001",
+            &mut s,
+            &[rec(1), rec(2)],
+        );
+        let f2 = seal(
+            dir,
+            "audit.jsonl.00000000000000000003",
+            &mut s,
+            &[rec(3), rec(4)],
+        );
+        let f3 = seal(dir, "audit.jsonl", &mut s, &[rec(5), rec(6)]);
+        (f1, f2, f3)
+    };
+    let status = |checked: &collect::Checked, p: &Path| {
+        let f = checked
+            .files
+            .iter()
+            .find(|f| f.path == p.display().to_string())
+            .expect("file listed");
+        (f.status, f.reason.clone().unwrap_or_default())
+    };
+    let cut_last_line = |p: &Path| {
+        let text = std::fs::read_to_string(p).expect("read");
+        let keep: Vec<&str> = text.lines().collect();
+        std::fs::write(p, format!("{}\n", keep[..keep.len() - 1].join("\n"))).expect("write");
+    };
+
+    // The whole log: one trusted chain.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (f1, f2, f3) = log(dir.path());
+    let checked = collect::check_files(&[f3.clone(), f1.clone(), f2.clone()]).expect("checked");
+    assert_eq!((checked.untrusted(), checked.chains.len()), (0, 1));
+
+    // The middle file deleted.
+    let checked = collect::check_files(&[f1.clone(), f3.clone()]).expect("checked");
+    for p in [&f1, &f3] {
+        let (st, why) = status(&checked, p);
+        assert_eq!(st, "untrusted", "{}", p.display());
+        assert!(why.contains("records seq 3..=4 are missing"), "{why}");
+    }
+    assert_eq!(checked.counted_files().count(), 0);
+
+    // The middle file cut at a line boundary (it still verifies on its own).
+    cut_last_line(&f2);
+    let checked = collect::check_files(&[f1.clone(), f2.clone(), f3.clone()]).expect("checked");
+    assert_eq!(status(&checked, &f1).0, "trusted");
+    for p in [&f2, &f3] {
+        let (st, why) = status(&checked, p);
+        assert_eq!(st, "untrusted", "{}", p.display());
+        assert!(why.contains("records seq 4..=4 are missing"), "{why}");
+    }
+    let counted: Vec<&Path> = checked.counted_files().collect();
+    assert_eq!(counted, [f1.as_path()]);
+
+    // The last line of a rotated file replaced by another well-formed record.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (f1, f2, f3) = log(dir.path());
+    cut_last_line(&f2);
+    let mut s = ChainState::genesis();
+    let mut buf = Vec::new();
+    for r in [rec(1), rec(2), rec(3)] {
+        s.seal_into(&r.1, r.0, &mut Vec::new()).expect("sealed");
+    }
+    s.seal_into(
+        &call("tpp-a", "forged", &["payments"], None),
+        t + 4,
+        &mut buf,
+    )
+    .expect("sealed");
+    let mut text = std::fs::read(&f2).expect("read");
+    text.extend_from_slice(&buf);
+    std::fs::write(&f2, text).expect("write");
+    let checked = collect::check_files(&[f1.clone(), f2.clone(), f3.clone()]).expect("checked");
+    let (st, why) = status(&checked, &f3);
+    assert_eq!(st, "untrusted");
+    assert!(
+        why.contains("the record before seq 5 is not the one"),
+        "{why}"
+    );
+    assert_eq!(status(&checked, &f2).0, "untrusted");
+
+    // Records cut from the start of a rotated file: its name says where it began.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (f1, f2, f3) = log(dir.path());
+    let text = std::fs::read_to_string(&f2).expect("read");
+    std::fs::write(&f2, format!("{}\n", text.lines().nth(1).expect("line 2"))).expect("write");
+    let checked = collect::check_files(&[f1.clone(), f2.clone(), f3.clone()]).expect("checked");
+    let (st, why) = status(&checked, &f2);
+    assert_eq!(st, "untrusted");
+    assert!(
+        why.contains("named for seq 3") && why.contains("starts at seq 4"),
+        "{why}"
+    );
+
+    // Retention: the oldest file left out. The rest is one chain starting at an anchor.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, f2, f3) = log(dir.path());
+    let checked = collect::check_files(&[f2.clone(), f3.clone()]).expect("checked");
+    assert_eq!(checked.untrusted(), 0);
+    assert_eq!(checked.chains.len(), 1);
+    assert_eq!(checked.chains[0].starts, "anchor");
+
+    // Another replica's log ending early is not a gap in this one.
+    let other = tempfile::tempdir().expect("tempdir");
+    let mut b = ChainState::genesis();
+    let b1 = seal(other.path(), "audit.jsonl", &mut b, &[rec(7)]);
+    let checked = collect::check_files(&[b1, f3.clone()]).expect("checked");
+    assert_eq!(checked.untrusted(), 0, "{:?}", checked.files);
+}
+
+/// Every actor of a chain is a principal, each counted once per call even when the chain names
+/// it twice, with its role; an actor seen only before the window, at any hop, is dormant.
+#[test]
+fn every_actor_of_a_chain_is_reported_with_its_role() {
+    use crate::audit::record::Actor;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let actor = |sub: &str| Actor {
+        sub: sub.to_owned(),
+        ..Actor::default()
+    };
+    let chained = |jti: &str, chain: &[&str]| {
+        call("tpp-a", jti, &["accounts"], None).delegation(chain.iter().map(|s| actor(s)).collect())
+    };
+    let records = vec![
+        // Before the window: `old-hop` only ever acted as an earlier hop.
+        (AS_OF - 40 * DAY, chained("j0", &["agent", "old-hop"])),
+        (AS_OF - DAY, chained("j1", &["agent", "portal", "agent"])),
+        (AS_OF - DAY + 1, chained("j2", &["agent", "portal"])),
+    ];
+    let p = seal(dir.path(), "a.jsonl", &mut ChainState::genesis(), &records);
+    let report = build(&opts(vec![p], vec![policy_dir(dir.path())])).expect("report");
+    let get = |id: &str| {
+        report
+            .principals
+            .iter()
+            .find(|p| p.kind == "actor" && p.id == id)
+            .unwrap_or_else(|| panic!("actor {id} not reported"))
+    };
+    let agent = get("agent");
+    assert_eq!(
+        (
+            agent.calls,
+            agent.calls_as_current_actor,
+            agent.calls_as_prior_actor
+        ),
+        (2, 2, 0),
+        "named twice in one chain, counted once, as the current actor"
+    );
+    let portal = get("portal");
+    assert_eq!(
+        (
+            portal.calls,
+            portal.calls_as_current_actor,
+            portal.calls_as_prior_actor
+        ),
+        (2, 0, 2)
+    );
+    assert_eq!(portal.delegation_peers, ["tpp-a"]);
+    let old = get("old-hop");
+    assert!(old.dormant && old.calls == 0 && old.calls_before_window == 1);
+    assert!(codes(&report).contains(&pair("dormant_actor", "old-hop")));
+    let client = report
+        .principals
+        .iter()
+        .find(|p| p.kind == "client")
+        .expect("client");
+    // Peers come from calls in the window.
+    assert_eq!(client.delegation_peers, ["agent", "portal"]);
+}
+
+/// Memory is bounded by clients × routes (and scopes, reasons, actors), never by records: ten
+/// times the records from the same few clients leave the aggregation exactly as large. Every
+/// record has its own interaction id, token and timestamp, so anything kept per record would
+/// show.
+#[test]
+fn aggregation_state_does_not_grow_with_the_number_of_records() {
+    use crate::audit::record::Actor;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policies = Policies::load(&[policy_dir(dir.path())]).expect("policies");
+    let retained = |n: usize| {
+        let o = opts(Vec::new(), Vec::new());
+        let mut agg = aggregate::Aggregator::new(&o, &policies, &[]);
+        let mut state = ChainState::genesis();
+        let mut buf = Vec::new();
+        for i in 0..n {
+            let client = format!("tpp-{}", i % 5);
+            let deny = (i % 7 == 0).then_some(DenyReason::ScopeInsufficient);
+            let scopes: &[&str] = if i % 2 == 0 {
+                &["accounts"]
+            } else {
+                &["accounts", "payments"]
+            };
+            let mut r = call(&client, &format!("j{i:08}"), scopes, deny)
+                .interaction_id(format!("00000000-0000-4000-8000-{i:012}"));
+            if i % 3 == 0 {
+                r = r.delegation(vec![Actor {
+                    sub: format!("agent-{}", i % 2),
+                    ..Actor::default()
+                }]);
+            }
+            // Spread over the window and the 10 days before it.
+            let ts = AS_OF - 40 * DAY + (i as i64 * 40 * DAY / n as i64);
+            buf.clear();
+            state.seal_into(&r, ts, &mut buf).expect("sealed");
+            agg.line(buf.strip_suffix(b"\n").unwrap_or(&buf));
+        }
+        assert_eq!(agg.totals.records, n as u64);
+        agg.retained()
+    };
+    let small = retained(2_000);
+    let large = retained(20_000);
+    assert!(small.0 > 50, "the state is measured: {small:?}");
+    assert_eq!(
+        small, large,
+        "(entries, bytes) for 2,000 and 20,000 records"
+    );
+}

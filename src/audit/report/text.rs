@@ -146,6 +146,13 @@ fn write_report(o: &mut String, r: &Report) -> std::fmt::Result {
             };
             writeln!(o, "    {label}: {}", p.delegation_peers.join(", "))?;
         }
+        if p.kind == "actor" {
+            writeln!(
+                o,
+                "    in delegation chains: {} call(s) as the current actor, {} as an earlier hop",
+                p.calls_as_current_actor, p.calls_as_prior_actor
+            )?;
+        }
     }
 
     writeln!(o, "\n== deny reasons")?;
