@@ -15,6 +15,7 @@ pub mod dpop;
 pub mod duration;
 pub mod http_client;
 pub mod identity;
+pub mod ids;
 pub mod inject;
 pub mod jwk;
 pub mod metrics;

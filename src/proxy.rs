@@ -605,6 +605,6 @@ fn check_policies(config: &Config, p: &PolicySet) -> Result<(), String> {
 pub fn interaction_id(h: &HeaderMap) -> String {
     match h.get(INTERACTION_ID).and_then(|v| v.to_str().ok()) {
         Some(s) if s.len() == 36 && uuid::Uuid::try_parse(s).is_ok() => s.to_owned(),
-        _ => uuid::Uuid::new_v4().hyphenated().to_string(),
+        _ => crate::ids::uuid_v4(),
     }
 }

@@ -79,7 +79,11 @@ fn all_files(path: &Path) -> Vec<PathBuf> {
 async fn concurrent_records_form_one_chain_with_group_commit() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("audit.jsonl");
-    let (log, metrics) = start(file_settings(&path, None));
+    // `fsync: true` selects the writer thread, whose batches amortize the fsync.
+    let (log, metrics) = start(AuditSettings {
+        fsync: true,
+        ..file_settings(&path, None)
+    });
     let tasks: Vec<_> = (0..1000u64)
         .map(|i| {
             let log = log.clone();
@@ -321,4 +325,99 @@ async fn full_queue_refuses_instead_of_blocking() {
             .records,
         written
     );
+}
+
+/// Inline mode (file, no fsync): many threads write through the mutex, one chain results.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inline_concurrent_records_form_one_chain() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    let (log, metrics) = start(file_settings(&path, None));
+    let tasks: Vec<_> = (0..1000u64)
+        .map(|i| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                log.record(sample(i)).await?;
+                // An outcome nobody waits for, as the proxy writes after each response.
+                log.record_detached(AuditRecord::outcome(200, i));
+                Ok::<(), AuditError>(())
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("task joined").expect("recorded");
+    }
+    log.shutdown().await;
+    let summary = verify_files(std::slice::from_ref(&path)).expect("verifies");
+    assert_eq!(summary.records, 2000);
+    assert_eq!((summary.first_seq, summary.last_seq), (Some(1), Some(2000)));
+    assert_eq!(metrics.audit_records.get(), 2000);
+    assert_eq!(metrics.audit_failures.get(), 0);
+}
+
+/// The `before_forward` guarantee in inline mode: when `record` returns, the line is in the file
+/// (handed to the kernel, so it survives kill -9), not in a buffer of this process.
+#[tokio::test]
+async fn inline_record_is_in_the_file_when_it_returns() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    let (log, _metrics) = start(file_settings(&path, None));
+    for i in 0..50u64 {
+        log.record(sample(i)).await.expect("recorded");
+        let all = lines(&path);
+        let last: serde_json::Value =
+            serde_json::from_str(all.last().expect("a line")).expect("json");
+        assert_eq!(last["interaction_id"], format!("i-{i}"));
+        assert_eq!(seq_of(all.last().expect("a line")), i + 1);
+    }
+    log.shutdown().await;
+}
+
+/// Detached records are written by the flusher within a few intervals, with no other traffic,
+/// and a log dropped without `shutdown` still writes what it holds.
+#[tokio::test]
+async fn inline_detached_records_are_flushed_without_traffic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    let (log, metrics) = start(file_settings(&path, None));
+    log.record_detached(sample(1));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while lines(&path).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "detached record not flushed"
+        );
+        tokio::time::sleep(super::writer::FLUSH_EVERY).await;
+    }
+    assert_eq!(metrics.audit_records.get(), 1);
+
+    // Fill the pending list without waiting for the flusher, then drop every handle.
+    for i in 2..=5 {
+        log.record_detached(sample(i));
+    }
+    drop(log);
+    // The last handle may be the flusher's (it holds one only while flushing): allow it to
+    // finish, but the records must arrive without any further call.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while lines(&path).len() < 5 && std::time::Instant::now() < deadline {
+        std::thread::sleep(super::writer::FLUSH_EVERY);
+    }
+    let summary = verify_files(std::slice::from_ref(&path)).expect("verifies");
+    assert_eq!(summary.records, 5);
+    assert_eq!(metrics.audit_records.get(), 5);
+}
+
+/// Inline mode after shutdown: both paths fail and count, as with the writer thread.
+#[tokio::test]
+async fn inline_records_after_shutdown_fail_and_count() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    let (log, metrics) = start(file_settings(&path, None));
+    log.record_detached(sample(0));
+    log.clone().shutdown().await;
+    assert_eq!(lines(&path).len(), 1);
+    assert_eq!(log.record(sample(1)).await, Err(AuditError::Closed));
+    log.record_detached(sample(2));
+    assert_eq!(metrics.audit_failures.get(), 2);
+    assert_eq!(metrics.audit_records.get(), 1);
 }

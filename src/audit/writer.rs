@@ -1,13 +1,22 @@
-//! The audit writer: producers enqueue records on a bounded channel; one writer thread drains
-//! everything queued, seals it into the chain and commits it with one write (and one fsync when
-//! configured) per batch — group commit — then acknowledges each producer.
+//! The audit writer, in one of two modes chosen from the settings:
+//!
+//! - **Inline** (a file sink without `fsync`, the default): the request's own thread seals its
+//!   record into the chain and hands the line to the kernel with one `write(2)` under a mutex,
+//!   so `before_forward` costs no thread hand-off and no wake-up. Records that nobody waits for
+//!   (outcomes, revocations, `after_response`) are kept in a bounded pending list and written
+//!   with the next waited-for record, or by a flusher thread within [`FLUSH_EVERY`]. A line the
+//!   kernel accepted survives `kill -9`; what is still pending does not, exactly as a queued
+//!   record did not before (the spec guarantees the *decision* record under `before_forward`).
+//! - **Writer thread** (`fsync: true`, or stdout, whose reader may block): producers enqueue on a
+//!   bounded channel; one thread drains everything queued, seals it and commits it with one
+//!   write (and one fsync) per batch — group commit — then acknowledges each producer.
 //!
 //! Spec §8: a record that cannot be written is never silently dropped. Every record ends up
 //! counted exactly once, in `fapi_guard_audit_records_total` (written) or
 //! `fapi_guard_audit_failures_total` (refused at the queue, or its batch failed).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use tokio::sync::mpsc::error::{SendTimeoutError, TrySendError};
@@ -15,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::AuditError;
 use super::chain::ChainState;
-use super::config::{AuditSettings, Durability};
+use super::config::{AuditSettings, Durability, SinkSettings};
 use super::record::AuditRecord;
 use super::sink::Sink;
 use crate::clock::Clock;
@@ -24,10 +33,13 @@ use crate::metrics::Metrics;
 /// Records per batch at most: bounds the write size and how long the first producer waits.
 const MAX_BATCH: usize = 1024;
 
+/// Inline mode: how long a record nobody waits for may stay pending before the flusher writes it.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(10);
+
 /// Handle to the audit log. Cheap to clone: share one per process.
 #[derive(Clone, Debug)]
 pub struct AuditLog {
-    tx: mpsc::Sender<Msg>,
+    backend: Backend,
     metrics: Arc<Metrics>,
     clock: Clock,
     durability: Durability,
@@ -36,11 +48,19 @@ pub struct AuditLog {
     stats: Arc<Stats>,
 }
 
+#[derive(Clone, Debug)]
+enum Backend {
+    Thread(mpsc::Sender<Msg>),
+    Inline(Arc<Inline>),
+}
+
 #[derive(Debug, Default)]
 struct Stats {
     batches: AtomicU64,
     /// Last time (Unix µs) a producer-side failure was logged: at most one line per second.
     last_failure_log: AtomicI64,
+    /// The same for failed writes.
+    last_batch_failure_log: AtomicI64,
 }
 
 type Ack = oneshot::Sender<Result<(), AuditError>>;
@@ -54,9 +74,9 @@ enum Msg {
 }
 
 impl AuditLog {
-    /// Starts the writer thread. Call inside a tokio runtime with the time driver (the handle's
-    /// methods use tokio timers). The file is opened (and its chain resumed) on the writer
-    /// thread; if that fails, records fail — counted, logged — until the sink works again.
+    /// Starts the writer (see the module docs for the two modes). Call inside a tokio runtime
+    /// with the time driver (the handle's methods use tokio timers). If the sink cannot be
+    /// opened, records fail — counted, logged — until it works again.
     pub fn start(
         settings: AuditSettings,
         metrics: Arc<Metrics>,
@@ -67,7 +87,6 @@ impl AuditLog {
                 "queue_capacity must be at least 1".into(),
             ));
         }
-        let (tx, rx) = mpsc::channel(settings.queue_capacity);
         let stats = Arc::new(Stats::default());
         let mut writer = Writer {
             sink: Sink::new(&settings.sink, settings.fsync),
@@ -77,12 +96,20 @@ impl AuditLog {
             stats: stats.clone(),
             buf: Vec::with_capacity(64 * 1024),
         };
-        std::thread::Builder::new()
-            .name("fapi-guard-audit".into())
-            .spawn(move || writer.run(rx))
-            .map_err(|e| AuditError::Start(e.to_string()))?;
+        let inline = !settings.fsync && matches!(settings.sink, SinkSettings::File { .. });
+        let backend = if inline {
+            writer.open_or_log();
+            Backend::Inline(Inline::start(writer, settings.queue_capacity)?)
+        } else {
+            let (tx, rx) = mpsc::channel(settings.queue_capacity);
+            std::thread::Builder::new()
+                .name("fapi-guard-audit".into())
+                .spawn(move || writer.run(rx))
+                .map_err(|e| AuditError::Start(e.to_string()))?;
+            Backend::Thread(tx)
+        };
         Ok(AuditLog {
-            tx,
+            backend,
             metrics,
             clock,
             durability: settings.durability,
@@ -92,15 +119,20 @@ impl AuditLog {
         })
     }
 
-    /// Appends `rec` and resolves once its batch was handed to the kernel (and fsynced when
-    /// configured): what `durability: before_forward` awaits before forwarding (spec §8). Never
-    /// waits longer than the enqueue plus commit timeouts.
+    /// Appends `rec` and resolves once its line was handed to the kernel (and fsynced when
+    /// configured): what `durability: before_forward` awaits before forwarding (spec §8). With
+    /// the writer thread it never waits longer than the enqueue plus commit timeouts.
     ///
     /// On `Err(Timeout)` the record is still queued: it will be written or counted as failed by
     /// the writer, so the caller must not count it again.
     pub async fn record(&self, rec: AuditRecord) -> Result<(), AuditError> {
+        let tx = match &self.backend {
+            Backend::Inline(inline) => return inline.record(rec, || self.refused_closed()),
+            Backend::Thread(tx) => tx,
+        };
         let (ack, done) = oneshot::channel();
-        self.enqueue(Msg::Record(Box::new(rec), Some(ack))).await?;
+        self.enqueue(tx, Msg::Record(Box::new(rec), Some(ack)))
+            .await?;
         match tokio::time::timeout(self.commit_timeout, done).await {
             Ok(Ok(result)) => result,
             // The writer thread is gone without answering (it panicked): the record is lost.
@@ -109,10 +141,20 @@ impl AuditLog {
         }
     }
 
-    /// Enqueues `rec` without waiting (outcomes, `durability: after_response`). A full queue or a
-    /// stopped writer counts the record as failed and logs; it never blocks the caller.
+    /// Appends `rec` without waiting (outcomes, `durability: after_response`). A full queue or a
+    /// stopped writer counts the record as failed and logs; it never blocks the caller on I/O
+    /// it does not own (inline mode writes the pending list itself once it is full).
     pub fn record_detached(&self, rec: AuditRecord) {
-        match self.tx.try_send(Msg::Record(Box::new(rec), None)) {
+        let tx = match &self.backend {
+            Backend::Inline(inline) => {
+                if inline.record_detached(rec).is_err() {
+                    self.refused(AuditError::Closed);
+                }
+                return;
+            }
+            Backend::Thread(tx) => tx,
+        };
+        match tx.try_send(Msg::Record(Box::new(rec), None)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 self.refused(AuditError::QueueFull);
@@ -126,18 +168,28 @@ impl AuditLog {
     /// Closes and reopens the file at the same path on the next batch (SIGHUP, after an external
     /// logrotate moved it away). The chain continues in the new file.
     pub async fn reopen(&self) {
-        let (ack, done) = oneshot::channel();
-        if self.tx.send(Msg::Reopen(ack)).await.is_ok() {
-            let _ = done.await;
+        match &self.backend {
+            Backend::Inline(inline) => inline.lock().writer.sink.reopen(),
+            Backend::Thread(tx) => {
+                let (ack, done) = oneshot::channel();
+                if tx.send(Msg::Reopen(ack)).await.is_ok() {
+                    let _ = done.await;
+                }
+            }
         }
     }
 
     /// Writes everything queued so far, closes the sink and stops the writer. Records sent by
     /// other clones afterwards fail with `Closed` (counted). Bound it with the drain deadline.
     pub async fn shutdown(self) {
-        let (ack, done) = oneshot::channel();
-        if self.tx.send(Msg::Shutdown(ack)).await.is_ok() {
-            let _ = done.await;
+        match &self.backend {
+            Backend::Inline(inline) => inline.shutdown(),
+            Backend::Thread(tx) => {
+                let (ack, done) = oneshot::channel();
+                if tx.send(Msg::Shutdown(ack)).await.is_ok() {
+                    let _ = done.await;
+                }
+            }
         }
     }
 
@@ -151,13 +203,13 @@ impl AuditLog {
         self.stats.batches.load(Ordering::Relaxed)
     }
 
-    async fn enqueue(&self, msg: Msg) -> Result<(), AuditError> {
-        let err = match self.tx.try_send(msg) {
+    async fn enqueue(&self, tx: &mpsc::Sender<Msg>, msg: Msg) -> Result<(), AuditError> {
+        let err = match tx.try_send(msg) {
             Ok(()) => return Ok(()),
             Err(TrySendError::Closed(_)) => AuditError::Closed,
             // Full: wait a little for room; the writer is behind, not necessarily broken.
             Err(TrySendError::Full(msg)) => {
-                match self.tx.send_timeout(msg, self.enqueue_timeout).await {
+                match tx.send_timeout(msg, self.enqueue_timeout).await {
                     Ok(()) => return Ok(()),
                     Err(SendTimeoutError::Timeout(_)) => AuditError::QueueFull,
                     Err(SendTimeoutError::Closed(_)) => AuditError::Closed,
@@ -165,6 +217,10 @@ impl AuditLog {
             }
         };
         Err(self.refused(err))
+    }
+
+    fn refused_closed(&self) -> AuditError {
+        self.refused(AuditError::Closed)
     }
 
     /// Counts a record that never reached the writer, and logs at most once per second.
@@ -185,6 +241,127 @@ impl AuditLog {
     }
 }
 
+/// Inline mode: the writer behind a mutex, written by whichever thread holds it.
+struct Inline {
+    state: Mutex<InlineState>,
+    /// Detached records kept pending at most; a full list is written by the producer.
+    capacity: usize,
+}
+
+struct InlineState {
+    writer: Writer,
+    /// Records nobody waits for, oldest first (`false`), and at most one waited-for record
+    /// (`true`, always last) while a batch is being committed.
+    pending: Vec<(Box<AuditRecord>, bool)>,
+    closed: bool,
+}
+
+impl std::fmt::Debug for Inline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inline")
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inline {
+    fn start(writer: Writer, capacity: usize) -> Result<Arc<Self>, AuditError> {
+        let inline = Arc::new(Self {
+            state: Mutex::new(InlineState {
+                writer,
+                pending: Vec::with_capacity(capacity.min(MAX_BATCH)),
+                closed: false,
+            }),
+            capacity,
+        });
+        let weak = Arc::downgrade(&inline);
+        std::thread::Builder::new()
+            .name("fapi-guard-audit-flush".into())
+            .spawn(move || flush_loop(&weak))
+            .map_err(|e| AuditError::Start(e.to_string()))?;
+        Ok(inline)
+    }
+
+    /// A panic while holding the lock leaves the chain state as it was before the failed batch
+    /// (see `Writer::commit`), so the state is still usable: take it over.
+    fn lock(&self) -> MutexGuard<'_, InlineState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn record(
+        &self,
+        rec: AuditRecord,
+        closed: impl FnOnce() -> AuditError,
+    ) -> Result<(), AuditError> {
+        let mut state = self.lock();
+        if state.closed {
+            drop(state);
+            return Err(closed());
+        }
+        state.pending.push((Box::new(rec), true));
+        let mut mine = Err(AuditError::Closed);
+        state.commit(|waited, result| {
+            if waited {
+                mine = result;
+            }
+        });
+        mine
+    }
+
+    fn record_detached(&self, rec: AuditRecord) -> Result<(), ()> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(());
+        }
+        state.pending.push((Box::new(rec), false));
+        if state.pending.len() >= self.capacity {
+            state.commit(|_, _| {});
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> bool {
+        let mut state = self.lock();
+        if !state.pending.is_empty() {
+            state.commit(|_, _| {});
+        }
+        !state.closed
+    }
+
+    fn shutdown(&self) {
+        let mut state = self.lock();
+        state.commit(|_, _| {});
+        state.closed = true;
+    }
+}
+
+impl InlineState {
+    fn commit(&mut self, answer: impl FnMut(bool, Result<(), AuditError>)) {
+        let Self {
+            writer, pending, ..
+        } = self;
+        writer.commit(pending, answer);
+    }
+}
+
+/// Nothing stays pending: a log dropped without `shutdown` still writes what it holds.
+impl Drop for Inline {
+    fn drop(&mut self) {
+        self.lock().commit(|_, _| {});
+    }
+}
+
+/// Writes pending records every [`FLUSH_EVERY`] until the log is shut down or dropped.
+fn flush_loop(inline: &Weak<Inline>) {
+    loop {
+        std::thread::sleep(FLUSH_EVERY);
+        match inline.upgrade() {
+            Some(inline) if inline.flush() => {}
+            _ => return,
+        }
+    }
+}
+
 /// State owned by the writer thread.
 struct Writer {
     sink: Sink,
@@ -198,10 +375,7 @@ struct Writer {
 
 impl Writer {
     fn run(&mut self, mut rx: mpsc::Receiver<Msg>) {
-        // Open early so a broken sink or a corrupt log shows in the logs at startup.
-        if let Err(e) = self.open() {
-            tracing::error!(error = %e, "audit sink unavailable; records fail until it recovers");
-        }
+        self.open_or_log();
         let mut batch = Vec::with_capacity(MAX_BATCH);
         // `blocking_recv` is fine: this is a dedicated OS thread, not a runtime worker.
         while let Some(first) = rx.blocking_recv() {
@@ -218,7 +392,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.commit(&mut batch);
+            self.commit(&mut batch, answer);
             match control {
                 None => {}
                 Some(Msg::Reopen(done)) => {
@@ -250,10 +424,10 @@ impl Writer {
                 }
             }
             if batch.len() >= MAX_BATCH {
-                self.commit(batch);
+                self.commit(batch, answer);
             }
         }
-        self.commit(batch);
+        self.commit(batch, answer);
     }
 
     fn open(&mut self) -> Result<(), AuditError> {
@@ -263,30 +437,46 @@ impl Writer {
         Ok(())
     }
 
-    /// Seals and writes one batch, then acknowledges every producer in it.
-    fn commit(&mut self, batch: &mut Vec<(Box<AuditRecord>, Option<Ack>)>) {
+    /// Opens early so a broken sink or a corrupt log shows in the logs at startup.
+    fn open_or_log(&mut self) {
+        if let Err(e) = self.open() {
+            tracing::error!(error = %e, "audit sink unavailable; records fail until it recovers");
+        }
+    }
+
+    /// Seals and writes one batch (emptying it), then answers every record in it: `answer`
+    /// gets each record's reply handle and result, written or failed — counted first, so a
+    /// producer that sees `Err` also sees it counted.
+    fn commit<R>(
+        &mut self,
+        batch: &mut Vec<(Box<AuditRecord>, R)>,
+        mut answer: impl FnMut(R, Result<(), AuditError>),
+    ) {
         if batch.is_empty() {
             return;
         }
         if let Err(e) = self.open() {
-            return self.fail(batch.drain(..), e);
+            return self.fail(batch, e, answer);
         }
         // Always set here: the first successful open yields a state.
         let Some(chain) = self.chain.as_mut() else {
-            return self.fail(batch.drain(..), AuditError::Sink("no chain state".into()));
+            let e = AuditError::Sink("no chain state".into());
+            return self.fail(batch, e, answer);
         };
         let before = chain.clone();
         self.buf.clear();
         let mut sealed = Vec::with_capacity(batch.len());
         let mut unsealable = Vec::new();
-        for (rec, ack) in batch.drain(..) {
+        for (rec, reply) in batch.drain(..) {
             match chain.seal_into(&rec, self.clock.now_micros(), &mut self.buf) {
-                Ok(()) => sealed.push(ack),
-                Err(e) => unsealable.push((ack, AuditError::Serialize(e.to_string()))),
+                Ok(()) => sealed.push(reply),
+                Err(e) => unsealable.push((reply, AuditError::Serialize(e.to_string()))),
             }
         }
-        for (ack, e) in unsealable {
-            self.fail_one(ack, e);
+        for (reply, e) in unsealable {
+            self.log_failure(&e.to_string(), 1, "audit record not written");
+            self.metrics.audit_failed(1);
+            answer(reply, Err(e));
         }
         if sealed.is_empty() {
             return;
@@ -295,43 +485,58 @@ impl Writer {
             Ok(()) => {
                 self.stats.batches.fetch_add(1, Ordering::Relaxed);
                 self.metrics.audit_written(sealed.len() as u64);
-                for ack in sealed.into_iter().flatten() {
-                    let _ = ack.send(Ok(()));
+                for reply in sealed {
+                    answer(reply, Ok(()));
                 }
             }
             Err(e) => {
                 // Roll the chain back: those seqs were never durably written, so the next
                 // batch reuses them and the file stays verifiable.
                 self.chain = Some(before);
-                tracing::error!(error = %e, records = sealed.len(), "audit batch not written");
+                self.log_failure(&e.to_string(), sealed.len(), "audit batch not written");
                 self.metrics.audit_failed(sealed.len() as u64);
-                for ack in sealed.into_iter().flatten() {
-                    let _ = ack.send(Err(e.clone()));
+                for reply in sealed {
+                    answer(reply, Err(e.clone()));
                 }
             }
         }
     }
 
-    /// Counts first, then answers: a producer that sees `Err` also sees it counted.
-    fn fail(
+    fn fail<R>(
         &self,
-        records: impl ExactSizeIterator<Item = (Box<AuditRecord>, Option<Ack>)>,
+        batch: &mut Vec<(Box<AuditRecord>, R)>,
         e: AuditError,
+        mut answer: impl FnMut(R, Result<(), AuditError>),
     ) {
-        tracing::error!(error = %e, records = records.len(), "audit batch not written");
-        self.metrics.audit_failed(records.len() as u64);
-        for (_, ack) in records {
-            if let Some(ack) = ack {
-                let _ = ack.send(Err(e.clone()));
-            }
+        self.log_failure(&e.to_string(), batch.len(), "audit batch not written");
+        self.metrics.audit_failed(batch.len() as u64);
+        for (_, reply) in batch.drain(..) {
+            answer(reply, Err(e.clone()));
         }
     }
+}
 
-    fn fail_one(&self, ack: Option<Ack>, e: AuditError) {
-        tracing::error!(error = %e, "audit record not written");
-        self.metrics.audit_failed(1);
-        if let Some(ack) = ack {
-            let _ = ack.send(Err(e));
+impl Writer {
+    /// Logs a failed write at most once per second (inline mode fails once per request while a
+    /// disk is full); every failed record is counted regardless.
+    fn log_failure(&self, error: &str, records: usize, what: &'static str) {
+        let now = self.clock.now_micros();
+        let last = self.stats.last_batch_failure_log.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 1_000_000
+            && self
+                .stats
+                .last_batch_failure_log
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::error!(error, records, "{what}");
         }
+    }
+}
+
+/// The writer thread's reply: wake the producer that waits, if any.
+fn answer(ack: Option<Ack>, result: Result<(), AuditError>) {
+    if let Some(ack) = ack {
+        let _ = ack.send(result);
     }
 }

@@ -13,14 +13,14 @@ pub fn trace_id(h: &HeaderMap) -> (String, bool) {
         .and_then(parse)
     {
         Some(id) => (id.to_owned(), false),
-        None => (random_hex::<16>(), true),
+        None => (crate::ids::random_hex::<16>(), true),
     }
 }
 
 /// Sets a fresh `traceparent` for a trace we started (and drops a `tracestate` that belonged to
 /// an invalid parent, W3C Trace Context §3.3).
 pub fn start(h: &mut HeaderMap, trace_id: &str) {
-    let value = format!("00-{trace_id}-{}-01", random_hex::<8>());
+    let value = format!("00-{trace_id}-{}-01", crate::ids::random_hex::<8>());
     if let Ok(v) = HeaderValue::from_str(&value) {
         h.insert("traceparent", v);
     }
@@ -42,13 +42,6 @@ fn parse(v: &str) -> Option<&str> {
         && trace.bytes().any(|b| b != b'0')
         && parent.bytes().any(|b| b != b'0');
     ok.then_some(trace)
-}
-
-fn random_hex<const N: usize>() -> String {
-    let mut bytes = [0u8; N];
-    // aws-lc's RNG cannot fail in practice; a zero id would simply be replaced downstream.
-    let _ = aws_lc_rs::rand::fill(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

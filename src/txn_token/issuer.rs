@@ -88,7 +88,7 @@ impl TxnTokenIssuer {
     /// (trust domain), `iat`, `exp` (≤ 60 s later), `txn`, `sub`, `scope`, `req_wl`, `rctx`;
     /// plus `act` (RFC 8693 §4.1 shape, with per-hop `scope`), `purpose` and `consent_id`.
     pub fn mint(&self, ctx: &TxnContext<'_>, now: i64) -> Result<(String, String), TxnTokenError> {
-        let txn = uuid::Uuid::new_v4().hyphenated().to_string();
+        let txn = crate::ids::uuid_v4();
         let mut claims = Map::new();
         claims.insert("iss".into(), self.issuer.as_str().into());
         claims.insert("aud".into(), self.audience.as_str().into());
