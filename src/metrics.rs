@@ -59,6 +59,11 @@ pub struct Metrics {
     pub body_limit_exceeded: IntCounter,
     /// RFC 7662 introspection calls by result (`introspection_call`).
     pub introspection_calls: IntCounterVec,
+    /// Cold-path token verifications and refusals answered from remembered verdicts.
+    pub token_verdicts: IntCounterVec,
+    /// Entries and bound of each in-memory cache, refreshed at each scrape (`set_cache_size`).
+    pub cache_entries: IntGaugeVec,
+    pub cache_capacity: IntGaugeVec,
     /// The revision currently exported by `fapi_guard_policy_info`, so a new one replaces it.
     current_revision: Mutex<Option<String>>,
     /// Name and help of every registered family, observed or not (a vector without series is
@@ -155,12 +160,28 @@ impl Metrics {
                 "Token introspection calls by result (active, inactive, unusable, transport, timeout, status, too_large, invalid).",
                 &["result"],
             ),
+            token_verdicts: counter_vec(
+                "fapi_guard_token_verdicts_total",
+                "JWT access tokens by how their verdict was reached (computed: full verification; remembered: a settled refusal answered without verifying again).",
+                &["result"],
+            ),
+            cache_entries: gauge_vec(
+                "fapi_guard_cache_entries",
+                "Entries held by each in-memory cache (token, token_verdict, consent, consent_last_good, introspection, dpop_replay), at the last scrape.",
+                &["cache"],
+            ),
+            cache_capacity: gauge_vec(
+                "fapi_guard_cache_capacity",
+                "The entry bound of each in-memory cache.",
+                &["cache"],
+            ),
             current_revision: Mutex::new(None),
             families: Mutex::new(Vec::new()),
             registry,
         };
         m.register_all();
         m.register_hardening();
+        m.register_caches();
         m
     }
 
@@ -286,6 +307,40 @@ impl Metrics {
     /// `status`, `too_large`, `invalid`), which refused the request with 503.
     pub fn introspection_call(&self, result: &'static str) {
         self.introspection_calls.with_label_values(&[result]).inc();
+    }
+
+    /// One JWT access token through the cold path: `computed` (full verification) or
+    /// `remembered` (a settled refusal answered from the verdict cache).
+    pub fn token_verdict(&self, result: &'static str) {
+        self.token_verdicts.with_label_values(&[result]).inc();
+    }
+
+    /// `fapi_guard_cache_entries` / `fapi_guard_cache_capacity` of one cache; `cache` is a
+    /// fixed name (`token`, `token_verdict`, `consent`, `consent_last_good`, `introspection`,
+    /// `dpop_replay`).
+    pub fn set_cache_size(&self, cache: &'static str, entries: u64, capacity: u64) {
+        let g = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.cache_entries
+            .with_label_values(&[cache])
+            .set(g(entries));
+        self.cache_capacity
+            .with_label_values(&[cache])
+            .set(g(capacity));
+    }
+
+    fn register_caches(&self) {
+        let collectors: [Box<dyn prometheus::core::Collector>; 3] = [
+            Box::new(self.token_verdicts.clone()),
+            Box::new(self.cache_entries.clone()),
+            Box::new(self.cache_capacity.clone()),
+        ];
+        for c in collectors {
+            // Invariant: distinct, valid names, none shared with the other registrations.
+            self.remember(c.as_ref());
+            self.registry
+                .register(c)
+                .expect("metric names are unique and valid");
+        }
     }
 
     fn register_hardening(&self) {

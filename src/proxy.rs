@@ -264,7 +264,26 @@ impl Guard {
     pub fn metrics_text(&self) -> String {
         self.replay.purge_expired(self.clock.now_unix());
         self.metrics.set_replay_entries(self.replay.entries());
+        self.refresh_cache_gauges();
         self.metrics.encode()
+    }
+
+    /// `fapi_guard_cache_entries` / `fapi_guard_cache_capacity`: every in-memory cache's size
+    /// against its bound, at scrape time.
+    fn refresh_cache_gauges(&self) {
+        for (cache, entries, bound) in self.tokens.cache_sizes() {
+            self.metrics.set_cache_size(cache, entries, bound);
+        }
+        if let Some(c) = &self.consent {
+            for (cache, entries, bound) in c.cache_sizes() {
+                self.metrics.set_cache_size(cache, entries, bound);
+            }
+        }
+        let replay_bound =
+            u64::try_from(self.config.dpop.replay_cache_max_entries).unwrap_or(u64::MAX);
+        let replay = u64::try_from(self.replay.entries()).unwrap_or(u64::MAX);
+        self.metrics
+            .set_cache_size("dpop_replay", replay, replay_bound);
     }
 
     pub fn audit(&self) -> &AuditLog {

@@ -1,12 +1,15 @@
 //! Access-token validation (RFC 9068 JWT profile): signature against the issuer's JWKS, the
 //! algorithm allow-list, `typ`, required claims; opaque tokens through RFC 7662 introspection
 //! (`introspection`). Time and audience checks are route-dependent and clock-dependent, so they
-//! live in the pure `decide` step and run on every request, cached or not.
+//! live in the pure `decide` step and run on every request, cached or not. Refusals that cannot
+//! change (an expired token, a bad signature under the current keys) are remembered by digest
+//! (`verdicts`), so retrying a dead token costs no signature verification.
 
 mod claims;
 pub mod introspection;
 pub mod jwks;
 pub mod jws;
+pub mod verdicts;
 mod verify;
 
 use std::collections::HashMap;
@@ -25,6 +28,7 @@ use crate::reason::DenyReason;
 pub use claims::{Cnf, VerifiedToken};
 pub use introspection::{IntrospectionConfig, IntrospectionSettings, Introspector};
 pub use jwks::JwksStore;
+use verdicts::Verdicts;
 
 /// SHA-256 of the raw token: the cache key and the audit digest source. The token itself is
 /// never stored or logged.
@@ -57,9 +61,13 @@ pub struct TokenVerifier {
     issuers: Vec<Issuer>,
     by_name: HashMap<String, usize>,
     cache: Cache<TokenDigest, Arc<VerifiedToken>>,
+    cache_capacity: u64,
+    /// Settled refusals by digest (`verdicts`).
+    verdicts: Verdicts,
     /// RFC 7662 for opaque tokens, when an issuer has `introspection:` (at most one does).
     introspection: Option<Arc<Introspector>>,
     clock: Clock,
+    metrics: Arc<Metrics>,
 }
 
 impl TokenVerifier {
@@ -111,8 +119,11 @@ impl TokenVerifier {
             issuers,
             by_name,
             cache,
+            cache_capacity,
+            verdicts: Verdicts::new(verdicts::CAPACITY, verdicts::TTL),
             introspection,
             clock,
+            metrics,
         }
     }
 
@@ -136,15 +147,71 @@ impl TokenVerifier {
         self.cache.get(digest)
     }
 
-    /// Cold path: full verification, then caching. May fetch keys (rate-limited).
+    /// Cold path: a remembered verdict, else full verification, then caching. May fetch keys
+    /// (rate-limited). An expired token comes back `Ok` (from memory or not): `decide` refuses
+    /// it, after the revocation check, exactly as on its first request.
     pub async fn verify(
         &self,
         token: &str,
         digest: TokenDigest,
     ) -> Result<Arc<VerifiedToken>, TokenFailure> {
-        let verified = Arc::new(verify::verify(self, token, digest).await?);
-        self.cache.insert(digest, verified.clone());
-        Ok(verified)
+        // Read before any key is looked at: a verdict is never filed under a newer generation
+        // than the keys it was reached with.
+        let generation = self.key_generation();
+        if let Some(v) = self.verdicts.get(&digest, generation) {
+            self.metrics.token_verdict("remembered");
+            return v.map_err(TokenFailure::Deny);
+        }
+        self.metrics.token_verdict("computed");
+        match verify::verify(self, token, digest).await {
+            Ok(t) => {
+                let t = Arc::new(t);
+                if self.expired(&t) {
+                    self.verdicts.remember_expired(t.clone());
+                } else {
+                    self.cache.insert(digest, t.clone());
+                }
+                Ok(t)
+            }
+            Err(r) => {
+                if let (true, TokenFailure::Deny(reason)) = (r.after_signature, r.failure) {
+                    self.verdicts.remember_refused(digest, reason, generation);
+                }
+                Err(r.failure)
+            }
+        }
+    }
+
+    /// `exp` plus the issuer's skew has passed: `decide` refuses the token (`token_expired`)
+    /// now and at any later time.
+    fn expired(&self, t: &VerifiedToken) -> bool {
+        let skew = i64::try_from(t.issuer.clock_skew.as_secs()).unwrap_or(i64::MAX);
+        self.clock.now_unix() >= t.exp.saturating_add(skew)
+    }
+
+    /// Sum of the issuers' key-set generations: grows whenever any issuer's keys change.
+    pub fn key_generation(&self) -> u64 {
+        self.issuers
+            .iter()
+            .fold(0u64, |g, i| g.wrapping_add(i.keys.generation()))
+    }
+
+    /// `(cache, entries, bound)` of the verified-token, verdict and introspection caches, after
+    /// their pending evictions (the `fapi_guard_cache_entries` gauge).
+    pub fn cache_sizes(&self) -> Vec<(&'static str, u64, u64)> {
+        self.cache.run_pending_tasks();
+        let mut sizes = vec![
+            ("token", self.cache.entry_count(), self.cache_capacity),
+            (
+                "token_verdict",
+                self.verdicts.entries(),
+                self.verdicts.capacity(),
+            ),
+        ];
+        if let Some(i) = &self.introspection {
+            sizes.push(("introspection", i.cache_entries(), i.cache_capacity()));
+        }
+        sizes
     }
 
     fn issuer(&self, iss: &str) -> Option<&Issuer> {

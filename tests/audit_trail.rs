@@ -331,15 +331,23 @@ async fn metrics_count_decisions_by_route_and_reason() {
         2.0
     );
     assert!(metric_value(&m, "fapi_guard_jwks_refreshes_total", &[("result", "ok")]) >= 1.0);
-    // Each of the three signature verifications (the token cache misses) found its key
-    // without a refetch.
+    // Two signature verifications (the good token, the expired one's first use) found their
+    // key without a refetch; the expired token's second use was refused from memory.
     assert_eq!(
         metric_value(
             &m,
             "fapi_guard_cache_requests_total",
             &[("cache", "jwks"), ("result", "hit")]
         ),
-        3.0
+        2.0
+    );
+    assert_eq!(
+        metric_value(
+            &m,
+            "fapi_guard_token_verdicts_total",
+            &[("result", "remembered")]
+        ),
+        1.0
     );
     assert!(metric_value(&m, "fapi_guard_audit_records_total", &[]) >= 7.0);
     assert_eq!(

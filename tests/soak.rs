@@ -9,6 +9,13 @@
 //! `FAPI_GUARD_TEST_SOAK` (any value, read at build time) switches the test on; CI (`.ci/run`)
 //! runs it for `FAPI_GUARD_SOAK_SECONDS` (default 75). Traffic goes only to 127.0.0.1.
 //!
+//! Beside the mixed workers, `FAPI_GUARD_SOAK_DISTINCT_WORKERS` (default 2) workers never send
+//! the same token twice: each request carries a freshly minted token (bearer, DPoP-bound with a
+//! fresh proof, expired, or forged), so the token, verdict and replay caches fill and evict for
+//! the whole run. The token cache is configured small (`SOAK_TOKEN_CACHE`); every second the
+//! test scrapes `fapi_guard_cache_entries` and asserts each cache within its
+//! `fapi_guard_cache_capacity`, and it prints the resident set and cache sizes over time.
+//!
 //! Every request has a kind, and every kind one expected answer. Raw-socket kinds (smuggling
 //! attempts, garbage) expect a clean 4xx or a closed connection, never a forward: none of them
 //! carries a credential, so the upstream must never see them.
@@ -68,6 +75,9 @@ routes:
 ";
 
 const PUBLIC: &str = "https://api.test.example";
+
+/// `token_cache.capacity` for the soak: small, so distinct tokens overflow it within seconds.
+const SOAK_TOKEN_CACHE: u64 = 5_000;
 
 /// The upstream: counts requests and remembers their interaction ids; flags any path that a
 /// hostile request tried to smuggle through.
@@ -404,6 +414,91 @@ async fn http_worker(
     }
 }
 
+/// A worker that never repeats a token: each request mints a new one (distinct `jti`), so every
+/// request misses the token cache and takes the cold path. DPoP requests carry a fresh proof.
+async fn distinct_worker(
+    base: String,
+    key: Arc<TestKey>,
+    stats: Stats,
+    stop: Arc<AtomicBool>,
+    minted: Arc<AtomicU64>,
+    seed: u64,
+) {
+    let mut rng = Rng(seed | 1);
+    let dpop = DpopKey::new();
+    let url = |p: &str| format!("{base}{p}");
+    while !stop.load(Ordering::Relaxed) {
+        minted.fetch_add(1, Ordering::Relaxed);
+        match rng.below(8) {
+            0..=3 => {
+                let t = key.token(|_, _| {});
+                let a = format!("Bearer {t}");
+                let r = send(get(&url("/accounts/acc-1"), &[("authorization", &a)])).await;
+                stats.check("distinct bearer", 200, r);
+            }
+            4..=5 => {
+                let jkt = dpop.jkt.clone();
+                let t = key.token(|_, c| c["cnf"] = json!({"jkt": jkt}));
+                let proof = dpop.proof("GET", &format!("{PUBLIC}/bound"), &t, |_, _| {});
+                let a = format!("DPoP {t}");
+                let h = [("authorization", a.as_str()), ("dpop", proof.as_str())];
+                stats.check("distinct DPoP", 200, send(get(&url("/bound"), &h)).await);
+            }
+            6 => {
+                let t = key.token(|_, c| {
+                    c["iat"] = json!(now() - 600);
+                    c["exp"] = json!(now() - 300);
+                });
+                let a = format!("Bearer {t}");
+                let r = send(get(&url("/accounts"), &[("authorization", &a)])).await;
+                stats.check("distinct expired", 401, r);
+            }
+            _ => {
+                // A signature taken from another token: a distinct forgery every time.
+                let t = key.token(|_, _| {});
+                let other = key.token(|_, _| {});
+                let (head, _) = t.rsplit_once('.').expect("jws");
+                let (_, sig) = other.rsplit_once('.').expect("jws");
+                let a = format!("Bearer {head}.{sig}");
+                let r = send(get(&url("/accounts"), &[("authorization", &a)])).await;
+                stats.check("distinct forged", 401, r);
+            }
+        }
+    }
+}
+
+/// One scrape's `(entries, capacity)` per cache, from `fapi_guard_cache_entries` and
+/// `fapi_guard_cache_capacity`.
+fn cache_sizes(text: &str) -> BTreeMap<String, (u64, u64)> {
+    let mut out = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Some(rest) = series
+            .strip_prefix("fapi_guard_cache_entries{cache=\"")
+            .map(|r| (r, true))
+            .or_else(|| {
+                series
+                    .strip_prefix("fapi_guard_cache_capacity{cache=\"")
+                    .map(|r| (r, false))
+            })
+        else {
+            continue;
+        };
+        let (name, is_entries) = rest;
+        let name = name.trim_end_matches("\"}").to_owned();
+        let v: u64 = value.parse::<f64>().map(|f| f as u64).unwrap_or(u64::MAX);
+        let e = out.entry(name).or_insert((0, 0));
+        if is_entries {
+            e.0 = v;
+        } else {
+            e.1 = v;
+        }
+    }
+    out
+}
+
 /// Hostile bytes on raw sockets; none carries a credential, so nothing may be forwarded.
 fn raw_payload(rng: &mut Rng) -> (&'static str, Vec<u8>) {
     let smuggle: [(&'static str, &[u8]); 10] = [
@@ -497,6 +592,12 @@ async fn soak_mixed_valid_and_hostile_traffic() {
         std::env::var_os("FAPI_GUARD_TEST_SOAK").is_some(),
         "run with FAPI_GUARD_TEST_SOAK=1"
     );
+    let distinct_workers: u64 = match std::env::var("FAPI_GUARD_SOAK_DISTINCT_WORKERS") {
+        Ok(s) => s
+            .parse()
+            .expect("FAPI_GUARD_SOAK_DISTINCT_WORKERS is a number of workers"),
+        Err(_) => 2,
+    };
     let seconds: u64 = match std::env::var("FAPI_GUARD_SOAK_SECONDS") {
         Ok(s) => s
             .parse()
@@ -524,6 +625,7 @@ async fn soak_mixed_valid_and_hostile_traffic() {
     let rest = format!(
         "upstream:\n  url: http://{up_addr}\n  timeout: 2s\n\
          issuers:\n  - issuer: {ISSUER}\n    jwks_file: jwks.json\n    audiences: [{AUDIENCE}]\n\
+         token_cache:\n  capacity: {SOAK_TOKEN_CACHE}\n\
          audit:\n  sink: file\n  path: audit.jsonl\npolicies: [policy.yaml]\n"
     );
     let mut p = ProxyProcess::spawn(dir.path(), listen, &rest);
@@ -543,6 +645,18 @@ async fn soak_mixed_valid_and_hostile_traffic() {
             http_worker(base, &mut creds, stats, stop, seed.wrapping_add(i * 7919)).await;
         }));
     }
+    let minted = Arc::new(AtomicU64::new(0));
+    for i in 0..distinct_workers {
+        let (stats, stop, base, key) = (stats.clone(), stop.clone(), p.url(""), key.clone());
+        workers.push(tokio::spawn(distinct_worker(
+            base,
+            key,
+            stats,
+            stop,
+            minted.clone(),
+            seed.wrapping_mul(17).wrapping_add(i),
+        )));
+    }
     for i in 0..4u64 {
         let (stats, stop) = (stats.clone(), stop.clone());
         workers.push(tokio::spawn(raw_worker(
@@ -553,9 +667,10 @@ async fn soak_mixed_valid_and_hostile_traffic() {
         )));
     }
 
-    // Memory: VmRSS once a second while the traffic runs.
+    // Memory: VmRSS once a second while the traffic runs; every cache within its bound.
     let started = Instant::now();
     let mut rss = Vec::new();
+    let mut caches: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     while started.elapsed() < Duration::from_secs(seconds) {
         tokio::time::sleep(Duration::from_secs(1)).await;
         if let Ok(Some(status)) = p.child.try_wait() {
@@ -565,6 +680,19 @@ async fn soak_mixed_valid_and_hostile_traffic() {
             );
         }
         rss.push(p.rss_kib().expect("VmRSS"));
+        let sizes = cache_sizes(&p.metrics().await);
+        for cache in ["token", "token_verdict", "dpop_replay"] {
+            assert!(sizes.contains_key(cache), "no gauge for cache {cache}");
+        }
+        assert_eq!(sizes["token"].1, SOAK_TOKEN_CACHE, "configured bound");
+        for (cache, (entries, bound)) in &sizes {
+            assert!(
+                entries <= bound,
+                "cache {cache} holds {entries} entries over its bound {bound} after {} s",
+                started.elapsed().as_secs()
+            );
+            caches.entry(cache.clone()).or_default().push(*entries);
+        }
     }
     stop.store(true, Ordering::Relaxed);
     for w in workers {
@@ -586,6 +714,13 @@ async fn soak_mixed_valid_and_hostile_traffic() {
         );
     }
     eprintln!("  VmRSS KiB per second: {rss:?}");
+    eprintln!(
+        "  distinct tokens minted: {} ({distinct_workers} workers)",
+        minted.load(Ordering::Relaxed)
+    );
+    for (cache, series) in &caches {
+        eprintln!("  {cache} cache entries per second: {series:?}");
+    }
 
     // Zero unexpected answers, every kind exercised.
     let unexpected: Vec<_> = tallies
@@ -609,7 +744,19 @@ async fn soak_mixed_valid_and_hostile_traffic() {
         "oversized body",
         "random garbage",
         "smuggling CL.TE",
-    ] {
+    ]
+    .into_iter()
+    .chain(
+        (distinct_workers > 0)
+            .then_some([
+                "distinct bearer",
+                "distinct DPoP",
+                "distinct expired",
+                "distinct forged",
+            ])
+            .into_iter()
+            .flatten(),
+    ) {
         assert!(
             tallies.get(kind).is_some_and(|t| t.sent > 0),
             "kind {kind} was never sent"

@@ -234,6 +234,17 @@ impl ConsentClient {
         }
     }
 
+    /// `(cache, entries, bound)` of the fresh and last-good caches (the
+    /// `fapi_guard_cache_entries` gauge; the fresh count may include pending evictions).
+    pub fn cache_sizes(&self) -> [(&'static str, u64, u64); 2] {
+        self.last_good.run_pending_tasks();
+        let cap = self.settings.cache_capacity;
+        [
+            ("consent", self.fresh.entry_count(), cap),
+            ("consent_last_good", self.last_good.entry_count(), cap),
+        ]
+    }
+
     /// The record for `id`: from the fresh cache (no call), else one coalesced call, else the
     /// last good record within `cache_ttl + max_stale`.
     pub async fn get(&self, id: &str) -> Result<Arc<ConsentRecord>, ConsentLookupError> {

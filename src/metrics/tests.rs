@@ -21,6 +21,8 @@ fn observe_everything(m: &Metrics) {
     m.audit_written(1);
     m.audit_failed(0);
     m.jwks_refresh("https://as.bank.example", true);
+    m.token_verdict("remembered");
+    m.set_cache_size("token", 1, 10);
 }
 
 /// Names of the sample lines (`name{labels} value` or `name value`) of an exposition.
@@ -69,6 +71,11 @@ fn scripted_observations_encode_as_expected() {
     m.audit_written(5);
     m.audit_failed(2);
     m.jwks_refresh("https://as.bank.example", false);
+    m.token_verdict("computed");
+    m.token_verdict("remembered");
+    m.token_verdict("remembered");
+    m.set_cache_size("token_verdict", 7, 10_000);
+    m.set_cache_size("token_verdict", 3, 10_000);
     let text = m.encode();
 
     let expected = [
@@ -148,6 +155,22 @@ fn scripted_observations_encode_as_expected() {
             r#"fapi_guard_jwks_refreshes_total{issuer="https://as.bank.example",result="error"} 1"#,
         ),
         ("counter type", "# TYPE fapi_guard_requests_total counter"),
+        (
+            "verdicts remembered",
+            r#"fapi_guard_token_verdicts_total{result="remembered"} 2"#,
+        ),
+        (
+            "verdicts computed",
+            r#"fapi_guard_token_verdicts_total{result="computed"} 1"#,
+        ),
+        (
+            "cache entries: the last value",
+            r#"fapi_guard_cache_entries{cache="token_verdict"} 3"#,
+        ),
+        (
+            "cache bound",
+            r#"fapi_guard_cache_capacity{cache="token_verdict"} 10000"#,
+        ),
     ];
     for (name, line) in expected {
         assert!(
@@ -225,12 +248,16 @@ fn every_spec_metric_is_exported() {
         "fapi_guard_audit_failures_total",
         "fapi_guard_jwks_refreshes_total",
     ];
-    // Bounded state and buffers, documented in docs/configuration.md and docs/reference.md.
+    // Bounded state, buffers and caches, documented in docs/configuration.md and
+    // docs/reference.md.
     let hardening = [
         "fapi_guard_replay_cache_entries",
         "fapi_guard_replay_cache_full_total",
         "fapi_guard_body_buffer_exhausted_total",
         "fapi_guard_body_limit_exceeded_total",
+        "fapi_guard_token_verdicts_total",
+        "fapi_guard_cache_entries",
+        "fapi_guard_cache_capacity",
     ];
     for name in spec.iter().chain(&hardening) {
         assert!(names.contains(*name), "{name} not exported");

@@ -171,6 +171,15 @@ impl Introspector {
         Err(TokenFailure::KeysUnavailable)
     }
 
+    /// Cached answers (moka's count: evictions still pending may be included).
+    pub fn cache_entries(&self) -> u64 {
+        self.cache.entry_count()
+    }
+
+    pub fn cache_capacity(&self) -> u64 {
+        self.settings.cache_capacity
+    }
+
     /// Drops cached answers a revocation makes stale, including one still in flight.
     pub fn evict(&self, what: Eviction) {
         let mut ev = self

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
@@ -66,6 +67,9 @@ impl Key {
 pub struct KeySet {
     by_kid: HashMap<String, Arc<Key>>,
     all: Vec<Arc<Key>>,
+    /// SHA-256 over the usable keys as received: a refresh that brings the same keys does not
+    /// change the generation.
+    fingerprint: [u8; 32],
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,11 +80,25 @@ pub enum KeyLookupError {
     NoMatchingKey,
 }
 
+/// Why a signature check did not pass (see [`JwksStore::check_signature`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureError {
+    /// No key set could ever be loaded.
+    Unavailable,
+    /// Keys are loaded, none fits this `kid`/`alg` (an unknown `kid` may arrive on refetch).
+    NoMatchingKey,
+    /// Keys fitting the token were tried and none verifies the signature.
+    Invalid,
+}
+
 /// Keys of one issuer.
 pub struct JwksStore {
     settings: Arc<IssuerSettings>,
     http: HttpsClient,
     current: ArcSwapOption<KeySet>,
+    /// Bumped after each change of the key set (a first load included), once the new set is in
+    /// place: a verdict reached under an older generation no longer holds.
+    generation: AtomicU64,
     /// Single flight and rate limit for fetches: the time of the last attempt.
     last_attempt: Mutex<Option<Instant>>,
     metrics: Arc<Metrics>,
@@ -92,6 +110,7 @@ impl JwksStore {
             settings,
             http,
             current: ArcSwapOption::empty(),
+            generation: AtomicU64::new(0),
             last_attempt: Mutex::new(None),
             metrics,
         }
@@ -105,6 +124,12 @@ impl JwksStore {
         self.current.load().is_some()
     }
 
+    /// How many times the key set changed. Read it before a signature check: a result is then
+    /// tied to the keys of that generation or a newer one, never an older one.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
     /// Verifies a compact JWS signature (`s64` over `signing_input`) with a key of this issuer
     /// that fits `kid` and `alg`. Keys never loaded → `KeysUnavailable` (fail closed, 503); no
     /// fitting key or a bad signature → `token_signature_invalid`.
@@ -115,15 +140,37 @@ impl JwksStore {
         signing_input: &[u8],
         s64: &str,
     ) -> Result<(), TokenFailure> {
-        let invalid = TokenFailure::Deny(DenyReason::TokenSignatureInvalid);
+        self.check_signature(kid, alg, signing_input, s64)
+            .await
+            .map_err(|e| match e {
+                SignatureError::Unavailable => TokenFailure::KeysUnavailable,
+                SignatureError::NoMatchingKey | SignatureError::Invalid => {
+                    TokenFailure::Deny(DenyReason::TokenSignatureInvalid)
+                }
+            })
+    }
+
+    /// As [`Self::verify_signature`], telling a signature that does not verify under the keys
+    /// in place (settled until they change) from no fitting key (may change on refetch).
+    pub async fn check_signature(
+        &self,
+        kid: Option<&str>,
+        alg: Algorithm,
+        signing_input: &[u8],
+        s64: &str,
+    ) -> Result<(), SignatureError> {
         let keys = self.keys_for(kid, alg).await.map_err(|e| match e {
-            KeyLookupError::Unavailable => TokenFailure::KeysUnavailable,
-            KeyLookupError::NoMatchingKey => invalid,
+            KeyLookupError::Unavailable => SignatureError::Unavailable,
+            KeyLookupError::NoMatchingKey => SignatureError::NoMatchingKey,
         })?;
         let ok = keys.iter().any(|k| {
             jsonwebtoken::crypto::verify(s64, signing_input, &k.decoding, alg).unwrap_or(false)
         });
-        if ok { Ok(()) } else { Err(invalid) }
+        if ok {
+            Ok(())
+        } else {
+            Err(SignatureError::Invalid)
+        }
     }
 
     /// The keys that may verify a token with this `kid` and `alg`. An unknown `kid` triggers
@@ -207,7 +254,16 @@ impl JwksStore {
         match result {
             Ok(set) => {
                 let n = set.all.len();
+                let changed = self
+                    .current
+                    .load()
+                    .as_ref()
+                    .is_none_or(|old| old.fingerprint != set.fingerprint);
                 self.current.store(Some(Arc::new(set)));
+                // After the store: a reader that sees the new generation sees the new keys.
+                if changed {
+                    self.generation.fetch_add(1, Ordering::SeqCst);
+                }
                 self.metrics.jwks_refresh(&self.settings.issuer, true);
                 Ok(n)
             }
@@ -258,6 +314,7 @@ fn parse_jwks(v: &Value) -> Result<KeySet, FetchError> {
         .and_then(Value::as_array)
         .ok_or_else(|| FetchError::Invalid("no \"keys\" array".into()))?;
     let mut set = KeySet::default();
+    let mut fingerprint = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     for k in keys.iter().take(MAX_KEYS) {
         if k.get("d").is_some() {
             return Err(FetchError::Invalid("JWKS contains a private key".into()));
@@ -311,7 +368,12 @@ fn parse_jwks(v: &Value) -> Result<KeySet, FetchError> {
             set.by_kid.insert(kid.clone(), key.clone());
         }
         set.all.push(key);
+        // serde_json objects serialize with sorted members: the same key, the same bytes.
+        fingerprint.update(k.to_string().as_bytes());
+        fingerprint.update(b"\n");
     }
+    set.fingerprint
+        .copy_from_slice(fingerprint.finish().as_ref());
     if set.all.is_empty() {
         return Err(FetchError::Invalid("no usable signature key".into()));
     }
@@ -370,6 +432,28 @@ mod tests {
         let set = parse_jwks(&mixed).expect("the good key");
         assert_eq!(set.all.len(), 1);
         assert!(set.by_kid.contains_key("good"));
+    }
+
+    #[test]
+    fn the_fingerprint_changes_with_the_keys_only() {
+        let one = json!({"keys": [{"kty": "EC", "crv": "P-256", "x": EC, "y": EC_Y, "kid": "a"}]});
+        let reordered =
+            json!({"keys": [{"kid": "a", "y": EC_Y, "x": EC, "crv": "P-256", "kty": "EC"}]});
+        let renamed =
+            json!({"keys": [{"kty": "EC", "crv": "P-256", "x": EC, "y": EC_Y, "kid": "b"}]});
+        let with_unusable = json!({"keys": [
+            {"kty": "EC", "crv": "P-256", "x": EC, "y": EC_Y, "kid": "a"},
+            {"kty": "oct", "k": "c2VjcmV0"}
+        ]});
+        let fp = |v: &Value| parse_jwks(v).expect("keys").fingerprint;
+        let cases: [(&str, &Value, bool); 3] = [
+            ("members in another order", &reordered, true),
+            ("an unusable key added", &with_unusable, true),
+            ("another kid", &renamed, false),
+        ];
+        for (name, v, same) in cases {
+            assert_eq!(fp(&one) == fp(v), same, "{name}");
+        }
     }
 
     #[test]
