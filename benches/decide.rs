@@ -1,4 +1,4 @@
-//! Micro-benchmarks of the decision path and the crypto floor (issue 12, "Build", first bullet).
+//! Micro-benchmarks of the decision path and the crypto floor under it.
 //! Run with `cargo bench --bench decide`; docs/benchmarks.md explains each group and the
 //! numbers measured. Ratios within one run are what to compare: absolute numbers drift on shared
 //! machines.
@@ -133,7 +133,7 @@ fn rego_data() -> Value {
 }
 
 /// Consent records the local consent service answers, by id (RFC 3339 `expires_at`, as the
-/// contract of spec §5 has it).
+/// consent service contract has it).
 fn consent_records() -> Vec<Value> {
     let base = |id: &str, status: &str| {
         json!({"id": id, "status": status, "client_id": "tpp-1", "subject": "psu-9",
