@@ -77,16 +77,49 @@ pub async fn reload_off_hot_path(guard: &Arc<Guard>) -> Option<Reload> {
         .ok()
 }
 
+/// Which file events in the watched directories can change the policies.
+struct Relevant {
+    /// Policy files named in the configuration (their directory is watched).
+    files: Vec<PathBuf>,
+    /// Policy directories named in the configuration.
+    dirs: Vec<PathBuf>,
+}
+
+impl Relevant {
+    fn new(paths: &[PathBuf]) -> Self {
+        let (dirs, files) = paths.iter().cloned().partition(|p| p.is_dir());
+        Self { files, dirs }
+    }
+
+    /// An event without paths (a rescan) counts. A path counts when it is a configured file,
+    /// a `*.yaml`/`*.yml` in a configured directory, or Kubernetes' ConfigMap machinery (`..data`,
+    /// `..2026_…`: an update swaps these, and the policy files are symlinks through them).
+    fn concerns(&self, event_paths: &[PathBuf]) -> bool {
+        event_paths.is_empty()
+            || event_paths.iter().any(|p| {
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                name.starts_with("..")
+                    || self.files.iter().any(|f| f.file_name() == p.file_name())
+                    || (self.dirs.iter().any(|d| p.parent() == Some(d.as_path()))
+                        && (name.ends_with(".yaml") || name.ends_with(".yml")))
+            })
+    }
+}
+
 /// Watches the policy paths; returns the watcher, which must be kept alive.
 pub fn watch(
     guard: Arc<Guard>,
     paths: Vec<PathBuf>,
 ) -> Result<notify::RecommendedWatcher, notify::Error> {
     let (tx, mut rx) = mpsc::unbounded_channel();
+    let relevant = Relevant::new(&paths);
     let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
         // Reading the directory during a reload is itself an (access) event: counting it would
-        // reload again, forever.
-        if ev.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
+        // reload again, forever. Other files in a watched directory (an audit file written on
+        // every request, say) are not policies: they never trigger a reload.
+        if ev.is_ok_and(|e| {
+            !matches!(e.kind, notify::EventKind::Access(_)) && relevant.concerns(&e.paths)
+        }) {
             let _ = tx.send(());
         }
     })?;
@@ -109,4 +142,45 @@ pub fn watch(
         }
     });
     Ok(watcher)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_policy_files_and_configmap_swaps_trigger_a_reload() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let policy_dir = dir.path().join("policies");
+        std::fs::create_dir(&policy_dir).expect("mkdir");
+        let file = dir.path().join("payments.yaml");
+        let relevant = Relevant::new(&[file.clone(), policy_dir.clone()]);
+        let yes = [
+            file.clone(),
+            policy_dir.join("accounts.yml"),
+            dir.path().join("..data"),
+            dir.path().join("..2026_12_03_21_00_00.123"),
+        ];
+        for p in yes {
+            assert!(
+                relevant.concerns(std::slice::from_ref(&p)),
+                "{}",
+                p.display()
+            );
+        }
+        let no = [
+            dir.path().join("audit.jsonl"),
+            dir.path().join("audit.jsonl.00000000000000000001"),
+            policy_dir.join("notes.txt"),
+            dir.path().join("other.yaml"),
+        ];
+        for p in no {
+            assert!(
+                !relevant.concerns(std::slice::from_ref(&p)),
+                "{}",
+                p.display()
+            );
+        }
+        assert!(relevant.concerns(&[]), "a rescan must reload");
+    }
 }

@@ -220,7 +220,8 @@ start_guard() {
     echo "  - {issuer: '$issuer', jwks_file: jwks.json, algorithms: [ES256], audiences: ['$audience'], max_token_lifetime: 1h}"
     echo "dpop: {proof_max_age: ${proof_max_age}s, algorithms: [ES256], replay_cache_max_entries: 5000000}"
     echo "consent: {url: 'http://127.0.0.1:$up_port/consents/{id}', cache_ttl: 1h}"
-    echo "audit: {sink: file, path: audit-$name.jsonl, durability: $durability}"
+    # The audit trail in its own directory, as in a pod (a volume), not beside the policies.
+    echo "audit: {sink: file, path: audit/audit-$name.jsonl, durability: $durability}"
     echo "policies: [$policy]"
   } >"$work/config-$name.yaml"
   FAPI_GUARD_LOG=warn "$bin" run --config "$work/config-$name.yaml" >"$work/$name.log" 2>&1 &
@@ -336,8 +337,8 @@ for name in bearer mtls dpop full-before full-after bearer-tls; do
   [ "$status" = 0 ] || { echo "$name: fapi-guard exited $status" >>"$work/audit-verify.txt"; audit_ok=false; }
   # The whole rotated set, oldest first (rotated files are numbered in rotation order).
   files=()
-  for f in "$work/audit-$name.jsonl".*; do [ -e "$f" ] && files+=("$f"); done
-  files+=("$work/audit-$name.jsonl")
+  for f in "$work/audit/audit-$name.jsonl".*; do [ -e "$f" ] && files+=("$f"); done
+  files+=("$work/audit/audit-$name.jsonl")
   if out=$("$bin" audit verify "${files[@]}" 2>&1); then
     echo "$name: ${out%%$'\n'*}" >>"$work/audit-verify.txt"
   else

@@ -169,7 +169,7 @@ impl AuditLog {
     /// logrotate moved it away). The chain continues in the new file.
     pub async fn reopen(&self) {
         match &self.backend {
-            Backend::Inline(inline) => inline.lock().writer.sink.reopen(),
+            Backend::Inline(inline) => lock(&inline.writer).writer.sink.reopen(),
             Backend::Thread(tx) => {
                 let (ack, done) = oneshot::channel();
                 if tx.send(Msg::Reopen(ack)).await.is_ok() {
@@ -241,18 +241,25 @@ impl AuditLog {
     }
 }
 
-/// Inline mode: the writer behind a mutex, written by whichever thread holds it.
+/// Inline mode: the writer behind a mutex, written by whichever thread holds it, and the
+/// records nobody waits for behind a second, short-held one, so that queueing an outcome never
+/// waits for a write in progress. Lock order: `writer`, then `pending`.
 struct Inline {
-    state: Mutex<InlineState>,
+    writer: Mutex<InlineWriter>,
+    pending: Mutex<Pending>,
     /// Detached records kept pending at most; a full list is written by the producer.
     capacity: usize,
 }
 
-struct InlineState {
+struct InlineWriter {
     writer: Writer,
-    /// Records nobody waits for, oldest first (`false`), and at most one waited-for record
-    /// (`true`, always last) while a batch is being committed.
-    pending: Vec<(Box<AuditRecord>, bool)>,
+    /// The batch being committed (reused): pending records first (`false`), then at most one
+    /// waited-for record (`true`).
+    batch: Vec<(Box<AuditRecord>, bool)>,
+}
+
+struct Pending {
+    records: Vec<Box<AuditRecord>>,
     closed: bool,
 }
 
@@ -264,12 +271,21 @@ impl std::fmt::Debug for Inline {
     }
 }
 
+/// A panic while holding a lock leaves the chain state as it was before the failed batch (see
+/// `Writer::commit`), and a pending list is valid at every step: take the state over.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl Inline {
     fn start(writer: Writer, capacity: usize) -> Result<Arc<Self>, AuditError> {
         let inline = Arc::new(Self {
-            state: Mutex::new(InlineState {
+            writer: Mutex::new(InlineWriter {
                 writer,
-                pending: Vec::with_capacity(capacity.min(MAX_BATCH)),
+                batch: Vec::with_capacity(capacity.min(MAX_BATCH)),
+            }),
+            pending: Mutex::new(Pending {
+                records: Vec::with_capacity(capacity.min(MAX_BATCH)),
                 closed: false,
             }),
             capacity,
@@ -282,10 +298,14 @@ impl Inline {
         Ok(inline)
     }
 
-    /// A panic while holding the lock leaves the chain state as it was before the failed batch
-    /// (see `Writer::commit`), so the state is still usable: take it over.
-    fn lock(&self) -> MutexGuard<'_, InlineState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    /// Under the writer lock: moves the pending records into the batch. `close` refuses
+    /// further records. Returns whether the log was already closed.
+    fn take_pending(&self, w: &mut InlineWriter, close: bool) -> bool {
+        let mut p = lock(&self.pending);
+        let was_closed = p.closed;
+        p.closed |= close;
+        w.batch.extend(p.records.drain(..).map(|r| (r, false)));
+        was_closed
     }
 
     fn record(
@@ -293,14 +313,14 @@ impl Inline {
         rec: AuditRecord,
         closed: impl FnOnce() -> AuditError,
     ) -> Result<(), AuditError> {
-        let mut state = self.lock();
-        if state.closed {
-            drop(state);
+        let mut w = lock(&self.writer);
+        if self.take_pending(&mut w, false) {
+            drop(w);
             return Err(closed());
         }
-        state.pending.push((Box::new(rec), true));
+        w.batch.push((Box::new(rec), true));
         let mut mine = Err(AuditError::Closed);
-        state.commit(|waited, result| {
+        w.commit(|waited, result| {
             if waited {
                 mine = result;
             }
@@ -309,45 +329,45 @@ impl Inline {
     }
 
     fn record_detached(&self, rec: AuditRecord) -> Result<(), ()> {
-        let mut state = self.lock();
-        if state.closed {
-            return Err(());
-        }
-        state.pending.push((Box::new(rec), false));
-        if state.pending.len() >= self.capacity {
-            state.commit(|_, _| {});
+        let full = {
+            let mut p = lock(&self.pending);
+            if p.closed {
+                return Err(());
+            }
+            p.records.push(Box::new(rec));
+            p.records.len() >= self.capacity
+        };
+        if full {
+            self.flush();
         }
         Ok(())
     }
 
+    /// Writes what is pending; false once the log is closed.
     fn flush(&self) -> bool {
-        let mut state = self.lock();
-        if !state.pending.is_empty() {
-            state.commit(|_, _| {});
-        }
-        !state.closed
+        let mut w = lock(&self.writer);
+        let closed = self.take_pending(&mut w, false);
+        w.commit(|_, _| {});
+        !closed
     }
 
     fn shutdown(&self) {
-        let mut state = self.lock();
-        state.commit(|_, _| {});
-        state.closed = true;
+        let mut w = lock(&self.writer);
+        self.take_pending(&mut w, true);
+        w.commit(|_, _| {});
     }
 }
 
-impl InlineState {
+impl InlineWriter {
     fn commit(&mut self, answer: impl FnMut(bool, Result<(), AuditError>)) {
-        let Self {
-            writer, pending, ..
-        } = self;
-        writer.commit(pending, answer);
+        self.writer.commit(&mut self.batch, answer);
     }
 }
 
 /// Nothing stays pending: a log dropped without `shutdown` still writes what it holds.
 impl Drop for Inline {
     fn drop(&mut self) {
-        self.lock().commit(|_, _| {});
+        self.flush();
     }
 }
 
