@@ -37,20 +37,7 @@ async fn start_with(echo: &Echo, key: &TestKey, tx_jwks: &Value, algs: &str) -> 
         echo.addr,
         ssf_config("tx.json", algs),
     );
-    let path = dir.path().join("config.yaml");
-    std::fs::write(&path, config).expect("config");
-    let config = fapi_guard::config::Config::load(&path).expect("config");
-    let guard = fapi_guard::app::build(config, fapi_guard::clock::Clock::system()).expect("build");
-    guard.spawn_refresh();
-    let running = fapi_guard::server::start(guard, Duration::from_secs(2))
-        .await
-        .expect("start");
-    let p = Proxy {
-        addr: running.addr,
-        admin: running.admin_addr,
-        running: Some(running),
-        dir,
-    };
+    let p = Proxy::from_config(dir, &config).await;
     p.wait_ready().await;
     // The transmitter's keys load in the background.
     tokio::time::sleep(Duration::from_millis(100)).await;

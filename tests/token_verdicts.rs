@@ -38,20 +38,7 @@ async fn world(keys: &[&TestKey]) -> World {
          audit:\n  sink: file\n  path: audit.jsonl\npolicies: [policy.yaml]\n",
         echo.addr
     );
-    let path = dir.path().join("config.yaml");
-    std::fs::write(&path, config).expect("config");
-    let config = fapi_guard::config::Config::load(&path).expect("config");
-    let guard = fapi_guard::app::build(config, fapi_guard::clock::Clock::system()).expect("build");
-    guard.spawn_refresh();
-    let running = fapi_guard::server::start(guard, Duration::from_secs(2))
-        .await
-        .expect("start");
-    let proxy = Proxy {
-        addr: running.addr,
-        admin: running.admin_addr,
-        running: Some(running),
-        dir,
-    };
+    let proxy = Proxy::from_config(dir, &config).await;
     proxy.wait_ready().await;
     World { proxy, _echo: echo }
 }

@@ -226,15 +226,7 @@ impl AuditLog {
     /// Counts a record that never reached the writer, and logs at most once per second.
     fn refused(&self, err: AuditError) -> AuditError {
         self.metrics.audit_failed(1);
-        let now = self.clock.now_micros();
-        let last = self.stats.last_failure_log.load(Ordering::Relaxed);
-        if now.saturating_sub(last) >= 1_000_000
-            && self
-                .stats
-                .last_failure_log
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
+        if once_per_second(&self.stats.last_failure_log, &self.clock) {
             tracing::error!(error = %err, "audit record not written");
         }
         err
@@ -543,18 +535,20 @@ impl Writer {
     /// Logs a failed write at most once per second (inline mode fails once per request while a
     /// disk is full); every failed record is counted regardless.
     fn log_failure(&self, error: &str, records: usize, what: &'static str) {
-        let now = self.clock.now_micros();
-        let last = self.stats.last_batch_failure_log.load(Ordering::Relaxed);
-        if now.saturating_sub(last) >= 1_000_000
-            && self
-                .stats
-                .last_batch_failure_log
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
+        if once_per_second(&self.stats.last_batch_failure_log, &self.clock) {
             tracing::error!(error, records, "{what}");
         }
     }
+}
+
+/// True at most once per second per `last` (the Unix µs of the last `true`), across threads.
+fn once_per_second(last: &AtomicI64, clock: &Clock) -> bool {
+    let now = clock.now_micros();
+    let seen = last.load(Ordering::Relaxed);
+    now.saturating_sub(seen) >= 1_000_000
+        && last
+            .compare_exchange(seen, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
 }
 
 /// The writer thread's reply: wake the producer that waits, if any.

@@ -378,6 +378,12 @@ issuers:
 policies: [policy.yaml]
 "
         );
+        Self::from_config(dir, &config).await
+    }
+
+    /// Starts the proxy from the configuration text `config`, written as `config.yaml` into
+    /// `dir` (which holds the files it names).
+    pub async fn from_config(dir: tempfile::TempDir, config: &str) -> Self {
         let path = dir.path().join("config.yaml");
         std::fs::write(&path, config).expect("write config");
         let config = fapi_guard::config::Config::load(&path).expect("config");
